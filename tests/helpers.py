@@ -1,0 +1,88 @@
+"""Shared helpers for the tests: building scenarios and comparing run stores."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def society_cmd(*args: str) -> list[str]:
+    """The `society` command line of this checkout (works without installing it)."""
+    return [sys.executable, "-m", "society.cli", *args]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a `society` subprocess: this checkout first on PYTHONPATH."""
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run `society ARGS` from the repository root and capture its output."""
+    return subprocess.run(
+        society_cmd(*args), cwd=ROOT, env=cli_env(**env), capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+# Columns that measure time and so differ between two runs of the same scenario.
+TIMING_COLUMNS = {"rounds": "wall_s", "llm_calls": "latency_s"}
+COMPARED_TABLES = ("agents", "rounds", "decisions", "events", "llm_calls")
+
+
+def write_scenario(path: Path, data: dict[str, Any]) -> Path:
+    """Write a scenario dict as YAML and return its path."""
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def table_rows(run_dir: Path, table: str) -> list[tuple]:
+    """All rows of a table, timing columns blanked, in primary-key order."""
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    try:
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        skip = TIMING_COLUMNS.get(table)
+        keep = [c for c in cols if c != skip]
+        return conn.execute(f"SELECT {', '.join(keep)} FROM {table} ORDER BY rowid").fetchall()
+    finally:
+        conn.close()
+
+
+def assert_same_store(a: Path, b: Path) -> None:
+    """The two runs hold identical rows (timings aside) in every table."""
+    for table in COMPARED_TABLES:
+        ra, rb = table_rows(a, table), table_rows(b, table)
+        assert len(ra) == len(rb), f"{table}: {len(ra)} rows vs {len(rb)}"
+        for i, (x, y) in enumerate(zip(ra, rb, strict=True)):
+            assert x == y, f"{table} row {i}: {x} != {y}"
+
+
+def ipd_scenario(**game: Any) -> dict[str, Any]:
+    """A small round-robin IPD among classic strategies."""
+    return {
+        "name": "ipd-test",
+        "seed": 7,
+        "population": {
+            "groups": [
+                {"name": "tft", "count": 2, "strategy": "tit_for_tat"},
+                {"name": "alld", "count": 1, "strategy": "always_defect"},
+                {"name": "rnd", "count": 2, "strategy": {"name": "random", "p": 0.6}},
+                {"name": "grim", "count": 1, "strategy": "grim_trigger"},
+            ]
+        },
+        "game": {
+            "kind": "repeated_2x2",
+            "preset": "prisoners_dilemma_classic",
+            "rounds": 20,
+            **game,
+        },
+    }
