@@ -1,0 +1,158 @@
+"""The 144 strictly ordinal 2x2 games (Robinson–Goforth topology) and their six families.
+
+Each player ranks the four outcomes 1 (worst) to 4 (best) without ties: 24 x 24 = 576
+bimatrices. Relabelling a player's options (swapping rows, swapping columns) does not
+change the game, so the 576 fall into 144 classes. Swapping the players is NOT used: a game
+and its role-swapped twin are different games here, as in Robinson & Goforth (2005).
+
+Families. Akata et al. (2023, arXiv 2305.16867) group games into win-win, Prisoner's
+Dilemma family, unfair, cyclic, biased and second-best (after Robinson & Goforth) and
+report 1,224 plays = 9 model pairings x (36 win-win, 7 PD, 19 unfair, 18 cyclic,
+44 biased, 12 second-best) = 136 games. They do not state the rule. The rule below,
+applied in order to the pure Nash equilibria (weak inequalities, ordinal payoffs), gives
+exactly those counts for five families:
+
+1. ``cyclic``: no pure equilibrium; best replies chase each other round the four cells.
+2. ``win-win``: some equilibrium pays both players their best outcome, (4, 4).
+3. ``prisoners_dilemma``: some equilibrium is Pareto-dominated by another outcome.
+4. ``biased``: some equilibrium pays (4, 3) or (3, 4): one player gets its best, the
+   other only its second best (battle of the sexes has two such equilibria).
+5. ``unfair``: some equilibrium pays (4, 2) or (2, 4): one player gets its best, the
+   other its second worst (includes chicken).
+6. ``second_best``: every equilibrium leaves both players short of their best: (3, 3),
+   or (3, 2)/(2, 3).
+
+Akata et al.'s 136 games leave out 8 of the 144: those whose single equilibrium is
+Pareto-efficient and pays (3, 2) or (2, 3). We put them in ``second_best`` because
+neither player gets its best outcome there, so our counts are 36 / 7 / 19 / 18 / 44 / 20.
+That placement, and the rule itself, are our reconstruction (unverified); the exact
+grouping of Robinson & Goforth's book may differ in detail.
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import cache
+
+from games.twobytwo import Game2x2, pareto_optimal, pure_nash_equilibria
+
+FAMILIES: tuple[str, ...] = (
+    "win-win",
+    "prisoners_dilemma",
+    "unfair",
+    "cyclic",
+    "biased",
+    "second_best",
+)
+
+_CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+OrdinalKey = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+def _ranks(values: list[float]) -> list[int]:
+    """Dense ranks, 1 for the smallest value; ties share a rank."""
+    order = sorted(set(values))
+    return [order.index(v) + 1 for v in values]
+
+
+def _ordinal_cells(game: Game2x2) -> OrdinalKey:
+    """The game's cells (00, 01, 10, 11) as (rank for player 1, rank for player 2)."""
+    p = game.payoffs
+    r1 = _ranks([p[i][j][0] for i, j in _CELLS])
+    r2 = _ranks([p[i][j][1] for i, j in _CELLS])
+    return tuple(zip(r1, r2, strict=True))  # type: ignore[return-value]
+
+
+def _variants(cells: OrdinalKey) -> list[OrdinalKey]:
+    """The four relabellings: identity, swap columns, swap rows, swap both."""
+    grid = {c: cells[k] for k, c in enumerate(_CELLS)}
+    out = []
+    for r, c in _CELLS:
+        out.append(tuple(grid[(i ^ r, j ^ c)] for i, j in _CELLS))
+    return out  # type: ignore[return-value]
+
+
+def _representative(cells: OrdinalKey) -> OrdinalKey:
+    # Prefer the labelling with the jointly best outcome in cell (0, 0) (ties: the more even
+    # split, then player 1's best), so option 0 reads as the "cooperative" option as in the
+    # presets (cooperate, stag, swerve).
+    return max(
+        _variants(cells),
+        key=lambda v: (v[0][0] + v[0][1], -abs(v[0][0] - v[0][1]), v[0][0], v),
+    )
+
+
+def canonical_key(game: Game2x2) -> OrdinalKey:
+    """The ordinal pattern of ``game`` up to swapping rows and/or columns.
+
+    Payoffs are replaced by each player's ranks (1 = worst), so any game with the same
+    preference orderings (e.g. the 8/0/10/5 prisoner's dilemma and the 3/0/5/1 one) gets the
+    same key. The key lists cells (0,0), (0,1), (1,0), (1,1) as (rank 1, rank 2) pairs in a
+    fixed labelling. Swapping the players changes the key.
+    """
+    return _representative(_ordinal_cells(game))
+
+
+def family_of(game: Game2x2) -> str:
+    """The family of a strictly ordinal game (see the module docstring for the rule)."""
+    cells = _ordinal_cells(game)
+    for player in (0, 1):
+        if sorted(c[player] for c in cells) != [1, 2, 3, 4]:
+            raise ValueError(
+                f"game {game.name!r} has tied payoffs for player {player + 1}; "
+                "families are defined for strictly ordinal games only"
+            )
+    ranked = _game_from_cells(cells, "ranked")
+    ne = pure_nash_equilibria(ranked)
+    if not ne:
+        return "cyclic"
+    pays = {(int(ranked.payoffs[i][j][0]), int(ranked.payoffs[i][j][1])) for i, j in ne}
+    if (4, 4) in pays:
+        return "win-win"
+    efficient = set(pareto_optimal(ranked))
+    if any(cell not in efficient for cell in ne):
+        return "prisoners_dilemma"
+    if pays & {(4, 3), (3, 4)}:
+        return "biased"
+    if pays & {(4, 2), (2, 4)}:
+        return "unfair"
+    return "second_best"
+
+
+def _game_from_cells(cells: OrdinalKey, name: str, family: str | None = None) -> Game2x2:
+    grid = {c: cells[k] for k, c in enumerate(_CELLS)}
+    payoffs = tuple(tuple(grid[(i, j)] for j in (0, 1)) for i in (0, 1))
+    return Game2x2(name=name, payoffs=payoffs, family=family)  # type: ignore[arg-type]
+
+
+@cache
+def _all_games() -> tuple[Game2x2, ...]:
+    keys = set()
+    for p1 in itertools.permutations((1, 2, 3, 4)):
+        for p2 in itertools.permutations((1, 2, 3, 4)):
+            keys.add(_representative(tuple(zip(p1, p2, strict=True))))  # type: ignore[arg-type]
+    games = []
+    for key in sorted(keys):
+        row = "".join(str(c[0]) for c in key)
+        col = "".join(str(c[1]) for c in key)
+        game = _game_from_cells(key, f"rg_{row}_{col}")
+        games.append(_game_from_cells(key, game.name, family_of(game)))
+    return tuple(games)
+
+
+def ordinal_games() -> list[Game2x2]:
+    """All 144 ordinal games, sorted by canonical key, each with its ``family`` set.
+
+    Names are ``rg_<p1 ranks>_<p2 ranks>`` with ranks listed for cells (0,0), (0,1), (1,0),
+    (1,1); e.g. the prisoner's dilemma is ``rg_3142_3412``.
+    """
+    return list(_all_games())
+
+
+def games_by_family() -> dict[str, list[Game2x2]]:
+    """The 144 games grouped by family, keys in :data:`FAMILIES` order."""
+    out: dict[str, list[Game2x2]] = {f: [] for f in FAMILIES}
+    for game in _all_games():
+        out[game.family or ""].append(game)
+    return out
