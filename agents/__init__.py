@@ -1,0 +1,3 @@
+from agents.strategies import STRATEGIES, Strategy, make_strategy
+
+__all__ = ["STRATEGIES", "Strategy", "make_strategy"]

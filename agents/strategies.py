@@ -1,0 +1,436 @@
+"""Scripted reference strategies for two-player repeated 2x2 games.
+
+Moves are ints: ``C = 0`` (cooperate, option A) and ``D = 1`` (defect, option B).
+
+Every strategy is a small class in the style of the Axelrod library: a registry ``name``, a
+``classifier`` dict with Axelrod's keys, validated keyword parameters, and one method::
+
+    move(my, their, rng) -> int
+
+which returns the next move given both histories of the current match (``my[i]`` and
+``their[i]`` are the moves of round ``i``; both have the length of the rounds already played).
+
+Contract (the runtime relies on it):
+
+- Stateless: everything is derived from the two histories, so one instance can play any
+  number of partners at once and checkpointing needs nothing but the histories.
+- Deterministic strategies never touch ``rng``. A stochastic strategy draws exactly one
+  ``rng.random()`` per move when (and only when) that move needs randomness; e.g. ``random``
+  with ``p=1`` or ``memory_one`` with all probabilities in {0, 1} draws nothing.
+- ``move`` returns a plain ``int`` (0 or 1); histories may be lists, tuples or 1-d numpy
+  arrays of 0/1 (ints, bools or numpy ints). Lists are the fast path.
+
+``make_strategy`` builds a strategy from a spec: a name (``"tit_for_tat"``), a dict
+(``{"name": "random", "p": 0.3}``) or ``"axelrod:<Player name or class name>"`` for any
+strategy of the optional ``axelrod`` library (see ``agents.axelrod_adapter``).
+
+This module does not import the runtime (``society``) and needs nothing beyond numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+C, D = 0, 1
+
+AXELROD_PREFIX = "axelrod:"
+
+__all__ = [
+    "AXELROD_PREFIX",
+    "C",
+    "D",
+    "STRATEGIES",
+    "Strategy",
+    "make_strategy",
+    "strategy_names",
+]
+
+
+def _classifier(memory_depth: float, stochastic: bool = False) -> dict[str, Any]:
+    return {
+        "memory_depth": memory_depth,
+        "stochastic": stochastic,
+        "makes_use_of": set(),
+        "long_run_time": False,
+        "inspects_source": False,
+        "manipulates_source": False,
+        "manipulates_state": False,
+    }
+
+
+CLASSIFIER_KEYS: tuple[str, ...] = tuple(_classifier(0))
+
+
+@dataclass(frozen=True)
+class Param:
+    """A strategy parameter: its default and its kind (``"probability"`` or ``"move"``)."""
+
+    default: Any
+    kind: str
+    doc: str = ""
+
+    def check(self, strategy: str, name: str, value: Any) -> Any:
+        if self.kind == "probability":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float | np.integer | np.floating)
+                or not (0.0 <= float(value) <= 1.0)
+            ):
+                raise ValueError(
+                    f"{strategy}: parameter {name!r} must be a probability in [0, 1], got {value!r}"
+                )
+            return float(value)
+        if self.kind == "move":
+            if isinstance(value, bool) or value not in (C, D):
+                raise ValueError(
+                    f"{strategy}: parameter {name!r} must be a move, 0 (C / option A) "
+                    f"or 1 (D / option B), got {value!r}"
+                )
+            return int(value)
+        raise AssertionError(f"unknown parameter kind {self.kind!r}")  # pragma: no cover
+
+
+class Strategy:
+    """Base class of scripted strategies (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = "strategy"
+    classifier: ClassVar[dict[str, Any]] = _classifier(float("inf"))
+    parameters: ClassVar[dict[str, Param]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.parameters))
+        if unknown:
+            expected = ", ".join(sorted(self.parameters)) or "none"
+            raise ValueError(
+                f"{self.name}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                f"expected: {expected}"
+            )
+        values = {}
+        for pname, spec in self.parameters.items():
+            value = spec.check(self.name, pname, params.get(pname, spec.default))
+            values[pname] = value
+            setattr(self, pname, value)
+        self._params = values
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether this instance (with its parameters) ever draws random numbers."""
+        return bool(self.classifier["stochastic"])
+
+    def move(self, my: Sequence[int], their: Sequence[int], rng: np.random.Generator) -> int:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """The constructor parameters (defaults filled in)."""
+        return dict(self._params)
+
+    def spec(self) -> dict[str, Any]:
+        """A spec that ``make_strategy`` turns back into an equal strategy."""
+        return {"name": self.name, **self.params()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{self.name}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Strategy):
+            return NotImplemented
+        return self.name == other.name and self.params() == other.params()
+
+    def __hash__(self) -> int:
+        return hash((self.name, repr(sorted(self.params().items()))))
+
+
+# --------------------------------------------------------------------------- deterministic
+
+
+class AlwaysCooperate(Strategy):
+    """Always C (option A)."""
+
+    name = "always_cooperate"
+    classifier = _classifier(0)
+
+    def move(self, my, their, rng):
+        return C
+
+
+class AlwaysDefect(Strategy):
+    """Always D (option B)."""
+
+    name = "always_defect"
+    classifier = _classifier(0)
+
+    def move(self, my, their, rng):
+        return D
+
+
+class AlwaysA(AlwaysCooperate):
+    """Always option A (0); the battle-of-the-sexes name of ``always_cooperate``."""
+
+    name = "always_a"
+
+
+class AlwaysB(AlwaysDefect):
+    """Always option B (1); the battle-of-the-sexes name of ``always_defect``."""
+
+    name = "always_b"
+
+
+class TitForTat(Strategy):
+    """C first, then copy the partner's last move (Axelrod's ``TitForTat``)."""
+
+    name = "tit_for_tat"
+    classifier = _classifier(1)
+
+    def move(self, my, their, rng):
+        return D if len(their) and their[-1] else C
+
+
+class SuspiciousTitForTat(Strategy):
+    """D first, then copy the partner's last move (Axelrod's ``SuspiciousTitForTat``)."""
+
+    name = "suspicious_tft"
+    classifier = _classifier(1)
+
+    def move(self, my, their, rng):
+        if not len(their):
+            return D
+        return D if their[-1] else C
+
+
+class TitForTwoTats(Strategy):
+    """Defect only after two consecutive partner defections (Axelrod's ``TitFor2Tats``)."""
+
+    name = "tit_for_two_tats"
+    classifier = _classifier(2)
+
+    def move(self, my, their, rng):
+        return D if len(their) >= 2 and their[-1] and their[-2] else C
+
+
+class GrimTrigger(Strategy):
+    """C until the partner defects once, then D forever (Axelrod's ``Grudger``).
+
+    The trigger is the partner's history, not our own last move, so a move of ours that the
+    runtime overrode (noise, invalid-reply fallback) does not pull it.
+    """
+
+    name = "grim_trigger"
+    classifier = _classifier(float("inf"))
+
+    def move(self, my, their, rng):
+        if not len(their):
+            return C
+        if their[-1]:
+            return D
+        return D if D in their else C
+
+
+class WinStayLoseShift(Strategy):
+    """Pavlov: C first, then C iff both moves of the last round were equal.
+
+    Equivalently: repeat the last move after the partner cooperated, switch after it
+    defected (Axelrod's ``WinStayLoseShift``).
+    """
+
+    name = "win_stay_lose_shift"
+    classifier = _classifier(1)
+
+    def move(self, my, their, rng):
+        if not len(my):
+            return C
+        return C if my[-1] == their[-1] else D
+
+
+class Alternate(Strategy):
+    """Play ``start`` first, then the opposite of our own last move.
+
+    Like Axelrod's ``Alternator`` (which is ``alternate`` with ``start=0``) the schedule follows
+    our own last move, so it stays an alternation even if the runtime overrode a move.
+    """
+
+    name = "alternate"
+    classifier = _classifier(1)
+    parameters = {"start": Param(C, "move", "first move: 0 (C / option A) or 1 (D / option B)")}
+    start: int
+
+    def move(self, my, their, rng):
+        if not len(my):
+            return self.start
+        return C if my[-1] else D
+
+
+class AlternateB(Alternate):
+    """Alternate starting with option B (1): B, A, B, A, ... (battle of the sexes)."""
+
+    name = "alternate_b"
+    parameters = {}
+    start = D
+
+
+class DefectOnce(Strategy):
+    """D in the first round, then C forever (Akata et al.'s "defect once then cooperate")."""
+
+    name = "defect_once"
+    classifier = _classifier(0)
+
+    def move(self, my, their, rng):
+        return C if len(my) else D
+
+
+# ------------------------------------------------------------------------------ stochastic
+
+
+def _draw(p: float, rng: np.random.Generator) -> int:
+    """C with probability ``p``; draws one ``rng.random()`` only when 0 < p < 1."""
+    if p >= 1.0:
+        return C
+    if p <= 0.0:
+        return D
+    return C if rng.random() < p else D
+
+
+class GenerousTitForTat(Strategy):
+    """Tit for tat that cooperates after a partner defection with probability ``generosity``.
+
+    Axelrod's ``GTFT`` derives the generosity from the payoffs; here it is a parameter.
+    """
+
+    name = "generous_tft"
+    classifier = _classifier(1, stochastic=True)
+    parameters = {
+        "generosity": Param(0.1, "probability", "probability of cooperating after a defection")
+    }
+    generosity: float
+
+    @property
+    def stochastic(self) -> bool:
+        return 0.0 < self.generosity < 1.0
+
+    def move(self, my, their, rng):
+        if not len(their) or not their[-1]:
+            return C
+        return _draw(self.generosity, rng)
+
+
+class Random(Strategy):
+    """C with probability ``p`` each round, independently (Axelrod's ``Random``)."""
+
+    name = "random"
+    classifier = _classifier(0, stochastic=True)
+    parameters = {"p": Param(0.5, "probability", "probability of cooperating")}
+    p: float
+
+    @property
+    def stochastic(self) -> bool:
+        return 0.0 < self.p < 1.0
+
+    def move(self, my, their, rng):
+        return _draw(self.p, rng)
+
+
+class MemoryOne(Strategy):
+    """General memory-one strategy.
+
+    ``p_cc``, ``p_cd``, ``p_dc``, ``p_dd`` are the probabilities of cooperating after the last
+    round's (my move, their move); ``p_first`` the probability of cooperating in round one.
+    With every probability in {0, 1} it is deterministic and never draws random numbers,
+    e.g. tit for tat is ``(1, 0, 1, 0)`` and win-stay lose-shift ``(1, 0, 0, 1)``.
+    """
+
+    name = "memory_one"
+    classifier = _classifier(1, stochastic=True)
+    parameters = {
+        "p_cc": Param(1.0, "probability", "P(C) after (C, C)"),
+        "p_cd": Param(0.0, "probability", "P(C) after (C, D)"),
+        "p_dc": Param(1.0, "probability", "P(C) after (D, C)"),
+        "p_dd": Param(0.0, "probability", "P(C) after (D, D)"),
+        "p_first": Param(1.0, "probability", "P(C) in the first round"),
+    }
+    p_cc: float
+    p_cd: float
+    p_dc: float
+    p_dd: float
+    p_first: float
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._table = (self.p_cc, self.p_cd, self.p_dc, self.p_dd)
+
+    @property
+    def stochastic(self) -> bool:
+        return any(0.0 < p < 1.0 for p in self._params.values())
+
+    def move(self, my, their, rng):
+        if not len(my):
+            return _draw(self.p_first, rng)
+        return _draw(self._table[(2 if my[-1] else 0) + (1 if their[-1] else 0)], rng)
+
+
+# -------------------------------------------------------------------------------- registry
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls
+    for cls in (
+        AlwaysCooperate,
+        AlwaysDefect,
+        TitForTat,
+        TitForTwoTats,
+        SuspiciousTitForTat,
+        GenerousTitForTat,
+        GrimTrigger,
+        WinStayLoseShift,
+        Random,
+        Alternate,
+        DefectOnce,
+        MemoryOne,
+        AlwaysA,
+        AlwaysB,
+        AlternateB,
+    )
+}
+
+
+def strategy_names() -> list[str]:
+    """Registry names of the built-in strategies, sorted."""
+    return sorted(STRATEGIES)
+
+
+def make_strategy(spec: str | Mapping[str, Any] | Strategy) -> Strategy:
+    """Build a strategy from a name, a ``{"name": ..., **params}`` dict, or an instance.
+
+    ``"axelrod:<name>"`` (e.g. ``"axelrod:Tit For Tat"`` or ``"axelrod:TitForTat"``) wraps a
+    strategy of the ``axelrod`` library; extra dict keys go to the adapter (``match_length``,
+    ``game``) or to the Axelrod player's constructor.
+    """
+    if isinstance(spec, Strategy):
+        return spec
+    if isinstance(spec, str):
+        name, params = spec, {}
+    elif isinstance(spec, Mapping):
+        if "name" not in spec:
+            raise ValueError(f"strategy spec {dict(spec)!r} has no 'name' key")
+        params = {k: v for k, v in spec.items() if k != "name"}
+        name = spec["name"]
+        if not isinstance(name, str):
+            raise ValueError(f"strategy name must be a string, got {name!r}")
+    else:
+        raise ValueError(
+            f"strategy spec must be a name or a mapping with a 'name' key, got {spec!r}"
+        )
+    if name.startswith(AXELROD_PREFIX):
+        from agents.axelrod_adapter import AxelrodStrategy  # lazy: axelrod is optional
+
+        return AxelrodStrategy(name[len(AXELROD_PREFIX) :], **params)
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        raise ValueError(
+            f"unknown strategy {name!r}; valid names: {', '.join(strategy_names())}, "
+            f"or '{AXELROD_PREFIX}<Name>' for any strategy of the axelrod library "
+            f"(e.g. '{AXELROD_PREFIX}Tit For Tat')"
+        )
+    return cls(**params)
