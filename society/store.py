@@ -1,0 +1,217 @@
+"""The run store: one SQLite database per run, the single source of truth.
+
+Every round is written in one transaction together with a checkpoint of the
+whole simulation state, so a run killed at any moment resumes from its last
+committed round. `analysis.load_run` reads these tables; the schema below is
+the contract between the runtime and the analysis package.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = "1"
+DB_NAME = "run.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- One row per agent that ever lived in the run (agent_id unique over the run).
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id    INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    grp         TEXT NOT NULL,          -- population group
+    kind        TEXT NOT NULL,          -- 'scripted' | 'llm'
+    strategy    TEXT,                   -- strategy name, or strategy text of an LLM agent
+    params      TEXT,                   -- JSON
+    backend     TEXT,
+    model       TEXT,
+    persona     TEXT,
+    generation  INTEGER NOT NULL DEFAULT 0,
+    parent_id   INTEGER,                -- lineage: whose advice / strategy it descends from
+    born_round  INTEGER NOT NULL DEFAULT 0
+);
+-- One row per committed step of the event loop.
+CREATE TABLE IF NOT EXISTS rounds (
+    round          INTEGER PRIMARY KEY, -- global step counter, from 0
+    generation     INTEGER NOT NULL DEFAULT 0,
+    game           INTEGER NOT NULL DEFAULT 0,
+    round_in_game  INTEGER NOT NULL DEFAULT 0,
+    n_decisions    INTEGER NOT NULL,
+    wall_s         REAL NOT NULL        -- time the step took (differs between reruns)
+);
+-- One row per decision an agent made.
+CREATE TABLE IF NOT EXISTS decisions (
+    id           INTEGER PRIMARY KEY,
+    round        INTEGER NOT NULL,
+    generation   INTEGER NOT NULL DEFAULT 0,
+    agent_id     INTEGER NOT NULL,
+    partner_id   INTEGER,
+    kind         TEXT NOT NULL,         -- 'move' (2x2), 'donate', 'strategy', ...
+    action       TEXT,                  -- 2x2: 'C' (option 0) or 'D' (option 1); else JSON/text
+    value        REAL,                  -- 2x2: option index; donor game: amount given
+    valid        INTEGER NOT NULL DEFAULT 1,
+    source       TEXT NOT NULL,         -- 'scripted' | 'llm' | 'fallback' | 'forced' (one legal action)
+    llm_call_id  INTEGER
+);
+-- What the game master did with the decisions: payoffs, donations, resources.
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
+    round       INTEGER NOT NULL,
+    generation  INTEGER NOT NULL DEFAULT 0,
+    kind        TEXT NOT NULL,          -- 'payoff', 'donation', 'punishment', 'resources', ...
+    agent_id    INTEGER,
+    partner_id  INTEGER,
+    action      TEXT,                   -- 2x2: the move actually played (after noise)
+    value       REAL,                   -- payoff, amount, resources
+    data        TEXT                    -- JSON details, or NULL
+);
+-- Every call to an LLM backend, replayable.
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id                 INTEGER PRIMARY KEY,
+    round              INTEGER NOT NULL,
+    agent_id           INTEGER,
+    purpose            TEXT,            -- 'move', 'predict', 'strategy', 'repair', ...
+    backend            TEXT NOT NULL,
+    model              TEXT NOT NULL,
+    messages           TEXT NOT NULL,   -- JSON list of {role, content}
+    params             TEXT NOT NULL,   -- JSON sampling parameters (incl. schema)
+    seed               INTEGER,
+    reply              TEXT,
+    parsed             TEXT,            -- JSON of the parsed action, NULL if invalid
+    valid              INTEGER NOT NULL,
+    error              TEXT,
+    prompt_tokens      INTEGER,
+    completion_tokens  INTEGER,
+    latency_s          REAL,
+    logprobs           TEXT             -- JSON or NULL
+);
+-- The latest checkpoint only: the state after `round` was committed.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    round  INTEGER NOT NULL,
+    state  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_round ON decisions(round);
+CREATE INDEX IF NOT EXISTS events_round ON events(round);
+"""
+
+AGENT_COLS = (
+    "agent_id", "name", "grp", "kind", "strategy", "params", "backend", "model",
+    "persona", "generation", "parent_id", "born_round",
+)  # fmt: skip
+DECISION_COLS = (
+    "round", "generation", "agent_id", "partner_id", "kind", "action", "value",
+    "valid", "source", "llm_call_id",
+)  # fmt: skip
+EVENT_COLS = ("round", "generation", "kind", "agent_id", "partner_id", "action", "value", "data")
+LLM_CALL_COLS = (
+    "id", "round", "agent_id", "purpose", "backend", "model", "messages", "params", "seed",
+    "reply", "parsed", "valid", "error", "prompt_tokens", "completion_tokens", "latency_s",
+    "logprobs",
+)  # fmt: skip
+ROUND_COLS = ("round", "generation", "game", "round_in_game", "n_decisions", "wall_s")
+
+
+def _insert_sql(table: str, cols: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+class RunStore:
+    """Read/write access to one run's SQLite database.
+
+    Rows are passed as tuples in the column order of the `*_COLS` constants
+    (tuples, not dicts, because a large run writes millions of them).
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no run store here")
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: every commit is atomic and survives a killed process (SIGKILL);
+        # only an OS crash or power loss may drop the last few commits (never corrupt).
+        # FULL would fsync every round and dominate the cost of fast scripted runs.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        if create:
+            self.conn.executescript(SCHEMA)
+            self.set_meta(format_version=FORMAT_VERSION)
+
+    @classmethod
+    def in_dir(cls, run_dir: str | Path, *, create: bool = False) -> RunStore:
+        """Open (or create) `run_dir/run.sqlite`."""
+        run_dir = Path(run_dir)
+        if create:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(run_dir / DB_NAME, create=create)
+
+    # -- metadata -------------------------------------------------------------
+    def set_meta(self, **items: Any) -> None:
+        """Set metadata keys (values stored as text; non-strings as JSON)."""
+        rows = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in items.items()]
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
+
+    def meta(self) -> dict[str, str]:
+        """All metadata as text."""
+        return dict(self.conn.execute("SELECT key, value FROM meta"))
+
+    # -- writing ------------------------------------------------------------
+    def commit_round(
+        self,
+        round_row: tuple,
+        *,
+        decisions: Iterable[tuple] = (),
+        events: Iterable[tuple] = (),
+        llm_calls: Iterable[tuple] = (),
+        agents: Iterable[tuple] = (),
+        checkpoint: bytes | None = None,
+    ) -> None:
+        """Write one round and its checkpoint atomically: all of it or none of it."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany(_insert_sql("agents", AGENT_COLS), agents)
+            c.executemany(_insert_sql("llm_calls", LLM_CALL_COLS), llm_calls)
+            c.executemany(_insert_sql("decisions", DECISION_COLS), decisions)
+            c.executemany(_insert_sql("events", EVENT_COLS), events)
+            c.execute(_insert_sql("rounds", ROUND_COLS), round_row)
+            if checkpoint is not None:
+                c.execute(
+                    "INSERT OR REPLACE INTO checkpoints (id, round, state) VALUES (1, ?, ?)",
+                    (round_row[0], checkpoint),
+                )
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    # -- reading ------------------------------------------------------------
+    def last_checkpoint(self) -> tuple[int, bytes] | None:
+        """(round, state) of the latest committed checkpoint, or None."""
+        row = self.conn.execute("SELECT round, state FROM checkpoints WHERE id = 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    def count(self, table: str) -> int:
+        """Number of rows in a table."""
+        return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file and close."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,122 @@
+"""Resume after SIGKILL: the finished store equals an uninterrupted run's, row for row."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from society.errors import UserError
+from society.runner import resume_run, start_run
+from society.scenario import resolve
+from tests.helpers import ROOT, assert_same_store, cli_env, run_cli, society_cmd, write_scenario
+
+
+def big_scenario() -> dict:
+    # Stochastic strategies and noise, so that restoring the random generator matters.
+    return {
+        "name": "resume-test",
+        "seed": 11,
+        "population": {
+            "groups": [
+                {"name": "rnd", "count": 100, "strategy": {"name": "random", "p": 0.7}},
+                {
+                    "name": "gtft",
+                    "count": 100,
+                    "strategy": {"name": "generous_tft", "generosity": 0.3},
+                },
+                {"name": "wsls", "count": 100, "strategy": "win_stay_lose_shift"},
+            ]
+        },
+        "network": {"kind": "small_world", "k": 4, "p": 0.2},
+        "game": {"kind": "repeated_2x2", "rounds": 150, "noise": 0.05},
+    }
+
+
+def committed_rounds(run_dir: Path) -> int:
+    db = run_dir / "run.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def kill_after(cmd: list[str], run_dir: Path, at_least: int) -> None:
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while committed_rounds(run_dir) < at_least:
+        assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read().decode()}"
+        assert time.monotonic() < deadline, "run made no progress"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_identical(tmp_path):
+    scenario_file = write_scenario(tmp_path / "s.yaml", big_scenario())
+    killed = tmp_path / "killed"
+    kill_after(society_cmd("run", str(scenario_file), "--out", str(killed), "--quiet"), killed, 10)
+    first = committed_rounds(killed)
+    assert 10 <= first < 150
+    # Kill the resumed run too, then finish it.
+    kill_after(society_cmd("resume", str(killed), "--quiet"), killed, first + 10)
+    assert committed_rounds(killed) < 150
+    done = run_cli("resume", str(killed), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert committed_rounds(killed) == 150
+
+    straight = tmp_path / "straight"
+    start_run(resolve(big_scenario(), "s"), straight, quiet=True)
+    assert_same_store(killed, straight)
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(UserError, match="no run store"):
+        resume_run(tmp_path)
+    data = big_scenario()
+    data["game"]["rounds"] = 2
+    data["population"]["groups"] = data["population"]["groups"][:1]
+    data["population"]["groups"][0]["count"] = 4
+    data["network"] = {"kind": "complete"}
+    start_run(resolve(data, "s"), tmp_path / "r", quiet=True)
+    with pytest.raises(UserError, match="already finished"):
+        resume_run(tmp_path / "r")
+
+
+def test_resume_in_process_after_interrupted_loop(tmp_path, monkeypatch):
+    """A run stopped between steps (not killed) resumes to the same store."""
+    data = big_scenario()
+    data["game"]["rounds"] = 12
+    import society.runner as runner
+
+    calls = {"n": 0}
+    real = runner.RunStore.commit_round
+
+    def flaky(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(runner.RunStore, "commit_round", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        start_run(resolve(data, "s"), tmp_path / "a", quiet=True)
+    monkeypatch.setattr(runner.RunStore, "commit_round", real)
+    assert committed_rounds(tmp_path / "a") == 4
+    resume_run(tmp_path / "a", quiet=True)
+    start_run(resolve(data, "s"), tmp_path / "b", quiet=True)
+    assert_same_store(tmp_path / "a", tmp_path / "b")
