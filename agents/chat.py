@@ -1,0 +1,78 @@
+"""Plain data passed between agents and LLM backends.
+
+Agents build `ChatRequest`s and read `ChatReply`s; the runtime's backends
+(`society.backends`) turn requests into replies. Kept free of any runtime import
+so that `agents` stays independent of `society`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+_PARAM_FIELDS = ("temperature", "max_tokens", "seed", "top_p", "stop", "json_schema", "logprobs")
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One chat completion asked of a backend.
+
+    `json_schema`, when set, asks the backend to constrain the reply to that schema
+    (vLLM structured outputs, llama.cpp grammars, OpenAI `response_format`).
+    `logprobs`, when set, asks for that many top log-probabilities per token.
+    """
+
+    messages: list[dict[str, str]]
+    temperature: float = 0.7
+    max_tokens: int = 128
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None
+    logprobs: int | None = None
+    top_p: float = 1.0
+    stop: list[str] | None = None
+    # Free-form tags that travel with the request into the record (agent, round, purpose).
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, messages: list[dict[str, str]], params: dict[str, Any]) -> ChatRequest:
+        """Rebuild a request from its messages and `params()`, as the run store records them."""
+        return cls(messages=messages, **{k: params[k] for k in _PARAM_FIELDS if k in params})
+
+    def params(self) -> dict[str, Any]:
+        """Sampling parameters as recorded in the run store."""
+        return {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "top_p": self.top_p,
+            "stop": self.stop,
+            "json_schema": self.json_schema,
+            "logprobs": self.logprobs,
+        }
+
+
+@dataclass(slots=True)
+class ChatReply:
+    """A backend's answer to one `ChatRequest`.
+
+    `error` is set (and `text` empty) when the backend failed for this request
+    after its retries; the agent then records the decision as invalid.
+    `logprobs` is a list with one entry per generated token:
+    `{"token": str, "logprob": float, "top": {token: logprob}}`.
+    """
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    logprobs: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    # Filled by the agent that reads the reply (not by the backend): the parsed
+    # action as JSON-ready data, and whether it was valid.
+    parsed: Any = None
+    valid: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)

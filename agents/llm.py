@@ -1,0 +1,149 @@
+"""Asking an LLM for a typed action: schema, parsing, one repair, fallback.
+
+An LLM decision is a generator: it yields `ChatRequest`s and receives the
+`ChatReply` for each; the runtime batches the requests of many agents together.
+It returns what was decided. Agents never call a backend themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from agents.chat import ChatReply, ChatRequest
+from agents.prompts import Prompts
+
+T = TypeVar("T")
+Ask = Generator[ChatRequest, ChatReply, T]
+
+_JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
+
+
+class InvalidReply(ValueError):
+    """A reply that does not parse into the expected action."""
+
+
+def enum_schema(field: str, options: list[str]) -> dict[str, Any]:
+    """JSON schema of an object with one string field restricted to `options`."""
+    return {
+        "type": "object",
+        "properties": {field: {"type": "string", "enum": list(options)}},
+        "required": [field],
+        "additionalProperties": False,
+    }
+
+
+def number_schema(field: str, minimum: float, maximum: float) -> dict[str, Any]:
+    """JSON schema of an object with one number field in [minimum, maximum]."""
+    return {
+        "type": "object",
+        "properties": {field: {"type": "number", "minimum": minimum, "maximum": maximum}},
+        "required": [field],
+        "additionalProperties": False,
+    }
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """The JSON object in a reply: the whole text, else the first `{...}` in it."""
+    text = text.strip()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+        for match in _JSON_OBJECT.finditer(text):
+            try:
+                value = json.loads(match.group(0))
+                break
+            except json.JSONDecodeError:
+                continue
+    if not isinstance(value, dict):
+        raise InvalidReply("no JSON object found")
+    return value
+
+
+def enum_parser(field: str, options: list[str]) -> Callable[[str], str]:
+    """Parser of `{field: one of options}`; tolerant of case and an 'Option ' prefix."""
+    lookup = {o.lower(): o for o in options}
+
+    def parse(text: str) -> str:
+        value = parse_json_object(text).get(field)
+        if not isinstance(value, str):
+            raise InvalidReply(f"missing string field {field!r}")
+        key = value.strip().lower().removeprefix("option").strip()
+        if key not in lookup:
+            raise InvalidReply(f"{field}={value!r} is not one of {options}")
+        return lookup[key]
+
+    return parse
+
+
+def number_parser(field: str, minimum: float, maximum: float) -> Callable[[str], float]:
+    """Parser of `{field: number in range}`."""
+
+    def parse(text: str) -> float:
+        value = parse_json_object(text).get(field)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidReply(f"missing number field {field!r}")
+        if not minimum <= value <= maximum:
+            raise InvalidReply(f"{field}={value} is outside [{minimum}, {maximum}]")
+        return float(value)
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What one question to the LLM produced: the value, or None when invalid."""
+
+    value: Any
+    valid: bool
+
+
+def ask(
+    request: ChatRequest,
+    parse: Callable[[str], Any],
+    prompts: Prompts,
+    field: str,
+) -> Ask[Asked]:
+    """Ask once; on an invalid reply ask once more with a repair message; never raise.
+
+    Marks each reply with what it parsed to, so the runtime records it.
+    """
+    reply = yield request
+    problem = _read(reply, parse, field)
+    if problem is None:
+        return Asked(reply.parsed[field], True)
+    if reply.error:  # the backend failed; a repair would fail the same way
+        return Asked(None, False)
+    repair_messages = [
+        *request.messages,
+        {"role": "assistant", "content": reply.text},
+        {
+            "role": "user",
+            "content": prompts.render(
+                "repair", problem=problem, schema=json.dumps(request.json_schema)
+            ),
+        },
+    ]
+    tags = {**request.tags, "purpose": f"{request.tags.get('purpose', 'ask')}:repair"}
+    second = yield replace(request, messages=repair_messages, tags=tags)
+    if _read(second, parse, field) is None:
+        return Asked(second.parsed[field], True)
+    return Asked(None, False)
+
+
+def _read(reply: ChatReply, parse: Callable[[str], Any], field: str) -> str | None:
+    """Parse a reply in place; return the problem, or None when valid."""
+    if reply.error:
+        reply.valid = False
+        return reply.error
+    try:
+        reply.parsed = {field: parse(reply.text)}
+        reply.valid = True
+        return None
+    except InvalidReply as exc:
+        reply.valid = False
+        return str(exc)
