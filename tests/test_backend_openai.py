@@ -48,11 +48,13 @@ class Stub:
     """A local OpenAI-ish server: `script` is consumed one entry per request.
 
     An entry is an HTTP status (200 answers the canned completion), or ("sleep", s) to
-    answer 200 after s seconds; an empty script answers 200.
+    answer 200 after s seconds; an empty script answers 200. `by_seed` maps a request's
+    seed to its status instead, for batches whose requests arrive in any order.
     """
 
     def __init__(self) -> None:
         self.script: list = []
+        self.by_seed: dict[int, int] = {}
         self.seen: list[dict] = []
         self.lock = threading.Lock()
         stub = self
@@ -64,7 +66,10 @@ class Stub:
                     stub.seen.append(
                         {"path": self.path, "headers": dict(self.headers), "body": body}
                     )
-                    action = stub.script.pop(0) if stub.script else 200
+                    if body.get("seed") in stub.by_seed:
+                        action = stub.by_seed[body["seed"]]
+                    else:
+                        action = stub.script.pop(0) if stub.script else 200
                 if isinstance(action, tuple):
                     time.sleep(action[1])
                     action = 200
@@ -128,7 +133,7 @@ def _backend(url, **kw) -> OpenAIBackend:
 # -- stub tests -----------------------------------------------------------------------------
 def test_api_key_is_sent_and_never_shown(stub, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
-    stub.script = [200, 400]
+    stub.by_seed = {0: 200, 1: 400}  # concurrent requests: keyed by seed, not arrival
     b = _backend(stub.url, api_key_env=KEY_ENV)
     ok, bad = b.generate([_req(0), _req(1)])
     assert ok.error is None and ok.text == CANNED
