@@ -1,0 +1,127 @@
+"""Benchmark: the donor-game protocol on the embedded model vs the raw backend, same run.
+
+1. Runs the donor game with cultural evolution through the simulator (`start_run`) on the
+   scenario's backend (default: the embedded llama.cpp SmolLM2-135M).
+2. Takes every prompt the simulator sent (the `llm_calls` table: messages, sampling
+   parameters, seed, schema) and sends them straight to a fresh backend of the same kind
+   with `Backend.generate`, in the same batches (one batch per step and call stage, as
+   the `Decider` sent them).
+3. Prints decisions/s of both and their ratio (simulator / raw: 1.0 means no overhead),
+   the share of identical replies (same seeds), and the wall time of one generation.
+
+Default size is reduced (4 agents, 4 rounds, 1 game, 1 generation) so that it finishes in
+a few minutes on 2 CPU cores; `--full` plays one generation of the paper's size
+(12 agents, 2 games of 12 rounds), the unit the issue asks to time.
+
+    python bench/donor.py                 # reduced
+    python bench/donor.py --full          # one full generation of the paper's protocol
+    python bench/donor.py --agents 6 --rounds 6 --generations 2 --backend llamacpp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from itertools import groupby
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.chat import ChatRequest  # noqa: E402
+from society.backends import make_backend  # noqa: E402
+from society.runner import start_run  # noqa: E402
+from society.scenario import load_scenario  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _request(messages: str, params: str) -> ChatRequest:
+    return ChatRequest.from_params(json.loads(messages), json.loads(params))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenario", default=str(ROOT / "scenarios" / "donor_game.yaml"))
+    ap.add_argument("--full", action="store_true", help="one generation of the paper's size")
+    ap.add_argument("--agents", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--games", type=int, default=1)
+    ap.add_argument("--generations", type=int, default=1)
+    ap.add_argument("--backend", default=None, help="backend kind (default: the scenario's)")
+    ap.add_argument("--model", default=None, help="model (default: the scenario's)")
+    ap.add_argument("--set", action="append", default=[], help="extra scenario overrides")
+    args = ap.parse_args(argv)
+    if args.full:
+        args.agents, args.rounds, args.games = 12, 12, 2
+    overrides = [
+        f"population.groups.0.count={args.agents}",
+        f"game.rounds={args.rounds}",
+        f"game.games_per_generation={args.games}",
+        f"evolution.generations={args.generations}",
+        *args.set,
+    ]
+    sc = load_scenario(args.scenario, overrides, backend=args.backend, model=args.model)
+    cfg = sc.group_backend(sc.population.groups[0])
+    print(
+        f"donor-game bench: {args.agents} agents, {args.games} game(s) x {args.rounds} rounds, "
+        f"{args.generations} generation(s); backend {cfg.kind}/{cfg.model}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = start_run(sc, Path(tmp) / "run", quiet=True)
+        total = time.perf_counter() - t0
+        conn = sqlite3.connect(Path(tmp) / "run" / "run.sqlite")
+        steps = conn.execute("SELECT SUM(wall_s) FROM rounds").fetchone()[0]
+        per_gen = conn.execute(
+            "SELECT generation, SUM(wall_s) FROM rounds GROUP BY generation"
+        ).fetchall()
+        n_dec = conn.execute(
+            "SELECT COUNT(*) FROM decisions WHERE llm_call_id IS NOT NULL"
+        ).fetchone()[0]
+        calls = conn.execute(
+            "SELECT round, purpose, messages, params, reply FROM llm_calls ORDER BY id"
+        ).fetchall()
+        invalid = conn.execute(
+            "SELECT AVG(valid = 0) FROM decisions WHERE kind='donate' AND llm_call_id IS NOT NULL"
+        ).fetchone()[0]
+        conn.close()
+    # The Decider's batches: per step, first requests, then the repairs.
+    batches = []
+    for _, group in groupby(calls, key=lambda c: (c[0], str(c[1]).endswith(":repair"))):
+        batches.append(list(group))
+    backend = make_backend(cfg.kind, cfg.model, **cfg.backend_options())
+    try:
+        backend.generate([_request(calls[0][2], calls[0][3])])  # warm-up (not timed)
+        raw = 0.0
+        same = 0
+        completion = 0
+        for batch in batches:
+            reqs = [_request(c[2], c[3]) for c in batch]
+            t = time.perf_counter()
+            replies = backend.generate(reqs)
+            raw += time.perf_counter() - t
+            same += sum(r.text == c[4] for r, c in zip(replies, batch, strict=True))
+            completion += sum(r.completion_tokens for r in replies)
+    finally:
+        backend.close()
+    sim_rate = n_dec / steps
+    raw_rate = n_dec / raw
+    print(f"  run wall time (incl. model load): {total:.1f}s; status {result.status}")
+    print(f"  LLM decisions: {n_dec} ({len(calls)} calls in {len(batches)} batches)")
+    print(f"  donation invalid rate (fallback): {invalid or 0:.1%}")
+    print(f"  simulator: {steps:.1f}s stepping -> {sim_rate:.3f} decisions/s")
+    print(f"  raw backend, same prompts and batches: {raw:.1f}s -> {raw_rate:.3f} decisions/s")
+    print(f"  ratio simulator/raw: {sim_rate / raw_rate:.3f}")
+    print(f"  identical replies on replay: {same}/{len(calls)}; raw completion tokens {completion}")
+    for gen, wall in per_gen:
+        print(f"  generation {gen + 1}: {wall:.1f}s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

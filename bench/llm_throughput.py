@@ -1,0 +1,143 @@
+"""Benchmark: LLM decisions/s through the simulator vs straight through the backend.
+
+1. Runs a repeated-game scenario (LLM agents vs scripted partners) through the whole
+   simulator: prompts, batching, parsing, recording, SQLite commits and checkpoints.
+2. Reads back the exact requests the simulator sent (from `llm_calls`), grouped in the
+   batches it sent them in, and sends them again straight to a fresh backend of the same
+   kind, timing only `generate`.
+Both sides include one model load. Prints decisions/s of both and the ratio
+simulator/raw (goal >= 0.9).
+
+    python bench/llm_throughput.py --backend llamacpp [--rounds 3] [--llm 2]
+    python bench/llm_throughput.py --backend openai     # starts llama.cpp's server on 127.0.0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from itertools import groupby
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.chat import ChatRequest  # noqa: E402
+from society.backends import make_backend  # noqa: E402
+
+
+def scenario(backend: dict, rounds: int, llm: int) -> dict:
+    """LLM agents plus four scripted partners, round-robin, protocols §2 PD."""
+    return {
+        "name": "bench-llm",
+        "seed": 3,
+        "backend": backend,
+        "population": {
+            "groups": [
+                {"name": "llm", "count": llm, "kind": "llm", "max_tokens": 16},
+                {"name": "allc", "strategy": "always_cooperate"},
+                {"name": "alld", "strategy": "always_defect"},
+                {"name": "tft", "strategy": "tit_for_tat"},
+                {"name": "once", "strategy": "defect_once"},
+            ]
+        },
+        "game": {"kind": "repeated_2x2", "preset": "prisoners_dilemma", "rounds": rounds},
+    }
+
+
+def recorded_batches(run_dir: Path) -> list[list[ChatRequest]]:
+    """The simulator's requests, in the batches it sent: one per (round, purpose)."""
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    rows = conn.execute(
+        "SELECT round, purpose, messages, params FROM llm_calls ORDER BY id"
+    ).fetchall()
+    conn.close()
+    batches = []
+    for _, group in groupby(rows, key=lambda r: (r[0], r[1])):
+        batch = [
+            ChatRequest.from_params(json.loads(messages), json.loads(params))
+            for _, _, messages, params in group
+        ]
+        batches.append(batch)
+    return batches
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backend", choices=["llamacpp", "openai"], default="llamacpp")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--llm", type=int, default=2, help="number of LLM agents")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating passes (median shown)")
+    args = ap.parse_args()
+
+    from society.models import resolve_gguf
+    from society.runner import start_run
+    from society.scenario import resolve
+
+    server = None
+    backend_cfg: dict = {"kind": "llamacpp", "model": "smollm2-135m"}
+    if args.backend == "openai":
+        from tests.servers import start_llama_server, stop
+
+        port = free_port()
+        log = Path(tempfile.mkdtemp()) / "server.log"
+        server = start_llama_server(resolve_gguf("smollm2-135m"), port, log)
+        backend_cfg = {"kind": "openai", "model": "smollm2-135m",
+                       "base_url": f"http://127.0.0.1:{port}/v1"}  # fmt: skip
+    sim_walls, raw_walls = [], []
+    try:
+        # Alternate simulator and raw passes so that a change in machine load hits both.
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                sc = resolve(scenario(backend_cfg, args.rounds, args.llm), "bench")
+                t0 = time.perf_counter()
+                res = start_run(sc, Path(tmp) / "run", quiet=True)
+                sim_walls.append(time.perf_counter() - t0)
+                conn = sqlite3.connect(res.run_dir / "run.sqlite")
+                (n_llm,) = conn.execute(
+                    "SELECT COUNT(*) FROM decisions WHERE source != 'scripted'"
+                ).fetchone()
+                (invalid,) = conn.execute("SELECT AVG(valid = 0) FROM llm_calls").fetchone()
+                conn.close()
+                batches = recorded_batches(res.run_dir)
+            options = {k: v for k, v in backend_cfg.items() if k not in ("kind", "model")}
+            t0 = time.perf_counter()
+            backend = make_backend(backend_cfg["kind"], backend_cfg["model"], **options)
+            for batch in batches:
+                backend.generate(batch)
+            raw_walls.append(time.perf_counter() - t0)
+            backend.close()
+    finally:
+        if server is not None:
+            stop(server)
+
+    calls = sum(len(b) for b in batches)
+    sim_wall, raw_wall = statistics.median(sim_walls), statistics.median(raw_walls)
+    sim_rate, raw_rate = n_llm / sim_wall, n_llm / raw_wall
+    pairs = ", ".join(f"{r / s:.3f}" for s, r in zip(sim_walls, raw_walls, strict=True))
+    print(f"backend {args.backend}: {n_llm} LLM decisions, {calls} calls in {len(batches)} batches, "
+          f"invalid replies {invalid or 0:.1%}")  # fmt: skip
+    print(
+        f"simulator : {sim_wall:8.2f} s  {sim_rate:7.3f} decisions/s (whole run: store, checkpoints)"
+    )
+    print(
+        f"raw       : {raw_wall:8.2f} s  {raw_rate:7.3f} decisions/s (same requests, same batches)"
+    )
+    print(
+        f"ratio simulator/raw: {sim_rate / raw_rate:.3f} (median of {args.repeat}; per pass: {pairs})"
+    )
+
+
+if __name__ == "__main__":
+    main()
