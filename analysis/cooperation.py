@@ -161,8 +161,9 @@ def payoff_matrix(source: Any) -> np.ndarray:
 
     ``source`` is a Run, a scenario dict, a ``scenario['game']`` dict, or a matrix: a
     2x2 own-payoff matrix (symmetric game) or a 2x2x2 bimatrix. From a game dict it reads
-    ``payoffs`` (nested list), or ``R``/``S``/``T``/``P``, or a known preset name (in
-    ``preset``, ``stage``, ``name`` or ``game``) with its parameters as overrides.
+    ``payoffs`` (nested list), or ``ordinal`` (one of the 144 ordinal games by name), or
+    ``R``/``S``/``T``/``P``, or a known preset name (in ``preset``, ``stage``, ``name`` or
+    ``game``) with its parameters as overrides.
     """
     if hasattr(source, "scenario") and not isinstance(source, dict):
         source = source.scenario
@@ -185,6 +186,8 @@ def _matrix_from_game(game: Any) -> np.ndarray:
     for key in ("payoffs", "payoff_matrix", "matrix"):
         if game.get(key) is not None:  # a resolved scenario holds `payoffs: null`
             return payoff_matrix(game[key])
+    if isinstance(game.get("ordinal"), str):
+        return _ordinal_matrix(game["ordinal"])
     params = dict(game.get("params") or {})
     params.update({k: game[k] for k in ("R", "S", "T", "P") if k in game})
     name = next(
@@ -206,6 +209,16 @@ def _matrix_from_game(game: Any) -> np.ndarray:
         )
     R, S, T, P = base["R"], base["S"], base["T"], base["P"]
     return np.array([[[R, R], [S, T]], [[T, S], [P, P]]], dtype=float)
+
+
+def _ordinal_matrix(name: str) -> np.ndarray:
+    # The game's rules live in the pure `games` package (no runtime import).
+    from games.ordinal import ordinal_games
+
+    for g in ordinal_games():
+        if g.name == name:
+            return np.array(g.payoffs, dtype=float)
+    raise ValueError(f"unknown ordinal game {name!r} (see games.ordinal_games())")
 
 
 def _own(M: np.ndarray, role: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -198,6 +198,11 @@ def test_payoff_matrix_sources():
     assert m[0, 0].tolist() == [9, 9]
     m = coop.payoff_matrix({"game": {"payoffs": [[[1, 1], [0, 2]], [[2, 0], [0.5, 0.5]]]}})
     assert m[1, 1].tolist() == [0.5, 0.5]
+    # The ordinal prisoner's dilemma: ranks (3,3) (1,4) / (4,1) (2,2).
+    m = coop.payoff_matrix({"game": {"ordinal": "rg_3142_3412", "payoffs": None}})
+    assert m.tolist() == [[[3, 3], [1, 4]], [[4, 1], [2, 2]]]
+    with pytest.raises(ValueError, match="unknown ordinal game 'rg_nope'"):
+        coop.payoff_matrix({"game": {"ordinal": "rg_nope"}})
     with pytest.raises(ValueError):
         coop.payoff_matrix({"game": {"kind": "donor"}})
 

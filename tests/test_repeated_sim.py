@@ -112,6 +112,27 @@ def test_presets_and_ordinal_games(tmp_path):
     assert q(d, "SELECT MAX(value) FROM events") == [(4.0,)]
 
 
+def test_score_vs_max_reads_the_ordinal_game_from_the_store(tmp_path):
+    from analysis import load_run
+    from analysis.cooperation import score_vs_max
+
+    data = {
+        "name": "ord",
+        "population": {
+            "groups": [
+                {"name": "allc", "strategy": "always_cooperate"},
+                {"name": "alld", "strategy": "always_defect"},
+            ]
+        },
+        "game": {"kind": "repeated_2x2", "ordinal": "rg_3142_3412", "rounds": 5},
+    }
+    out = score_vs_max(load_run(run(tmp_path, data).run_dir), by="grp").set_index("grp")
+    # Against a defector the cooperator wins 1 per round where defecting would win 2;
+    # the defector wins 4, the most it can.
+    assert out.loc["allc", ["won", "max_achievable"]].tolist() == [5.0, 10.0]
+    assert out.loc["alld", ["won", "max_achievable"]].tolist() == [20.0, 20.0]
+
+
 @pytest.mark.parametrize(
     "game, expected",
     [
