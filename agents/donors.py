@@ -10,12 +10,12 @@ the donor's current holdings.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
+from agents.params import Param, bind_params
 from games.donor import DonorAction, DonorObservation, TraceEntry
 
 __all__ = [
@@ -32,50 +32,26 @@ __all__ = [
 ]
 
 
-def _number(name: str, value: Any, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"parameter {name!r} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise ValueError(f"parameter {name!r} must be in [{lo:g}, {hi:g}], got {value!r}")
-    return value
-
-
 class DonorStrategy:
     """Base class: a named, parameterised, stateless donor.
 
-    Subclasses set ``name``, ``classifier`` and ``defaults`` (parameter name → default)
-    and implement ``donate`` and ``describe``. ``__init__`` accepts exactly the parameters
-    in ``defaults`` and validates them with ``_check``.
+    Subclasses set ``name``, ``classifier`` and ``parameters`` (declared with
+    :class:`agents.params.Param`, as for repeated-game strategies) and implement
+    ``donate`` and ``describe``. Each parameter becomes an attribute.
     """
 
     name: ClassVar[str] = ""
     classifier: ClassVar[dict[str, Any]] = {}
-    defaults: ClassVar[dict[str, Any]] = {}
+    parameters: ClassVar[dict[str, Param]] = {}
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            valid = ", ".join(sorted(self.defaults)) or "none"
-            raise ValueError(
-                f"unknown parameter(s) {unknown} for donor strategy {self.name!r} (valid: {valid})"
-            )
-        merged = {**self.defaults, **params}
-        self.params: dict[str, Any] = {k: self._check(k, v) for k, v in merged.items()}
+        self._params = bind_params(self.name, self.parameters, params)
+        for key, value in self._params.items():
+            setattr(self, key, value)
 
-    def _check(self, key: str, value: Any) -> Any:
-        """Validate one parameter; fractions in [0, 1], thresholds in [0, 100]."""
-        if key in ("fraction", "max_fraction"):
-            return _number(key, value, 0.0, 1.0)
-        if key == "threshold":
-            return _number(key, value, 0.0, 100.0)
-        return value  # pragma: no cover - every shipped parameter is handled above
-
-    def __getattr__(self, key: str) -> Any:
-        params = self.__dict__.get("params", {})
-        if key in params:
-            return params[key]
-        raise AttributeError(key)
+    def params(self) -> dict[str, Any]:
+        """The constructor parameters (defaults filled in)."""
+        return dict(self._params)
 
     def donate(self, obs: DonorObservation, rng: np.random.Generator) -> DonorAction:
         """The action for this observation."""
@@ -86,8 +62,12 @@ class DonorStrategy:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"{type(self).__name__}({args})"
+
+
+_FRACTION = Param(0.5, "fraction", "share of its holdings it gives")
+_THRESHOLD = Param(50.0, "percent", "lowest percent a recipient must have given")
 
 
 def _give(obs: DonorObservation, fraction: float) -> DonorAction:
@@ -99,7 +79,7 @@ class FixedFraction(DonorStrategy):
 
     name = "fixed_fraction"
     classifier = {"stochastic": False, "trace_depth_used": 0, "punishes": False}
-    defaults = {"fraction": 0.5}
+    parameters = {"fraction": _FRACTION}
 
     def donate(self, obs: DonorObservation, rng: np.random.Generator) -> DonorAction:
         return _give(obs, self.fraction)
@@ -141,7 +121,7 @@ class RandomDonor(DonorStrategy):
 
     name = "random"
     classifier = {"stochastic": True, "trace_depth_used": 0, "punishes": False}
-    defaults = {"max_fraction": 1.0}
+    parameters = {"max_fraction": Param(1.0, "fraction", "largest share it may give")}
 
     def donate(self, obs: DonorObservation, rng: np.random.Generator) -> DonorAction:
         return _give(obs, float(rng.uniform(0.0, self.max_fraction)))
@@ -161,7 +141,7 @@ class ImageScoring(DonorStrategy):
 
     name = "image_scoring"
     classifier = {"stochastic": False, "trace_depth_used": 1, "punishes": False}
-    defaults = {"fraction": 0.5, "threshold": 50.0}
+    parameters = {"fraction": _FRACTION, "threshold": _THRESHOLD}
 
     def donate(self, obs: DonorObservation, rng: np.random.Generator) -> DonorAction:
         trace = obs.recipient_trace
@@ -202,7 +182,7 @@ class Standing(DonorStrategy):
 
     name = "standing"
     classifier = {"stochastic": False, "trace_depth_used": 3, "punishes": False}
-    defaults = {"fraction": 0.5, "threshold": 50.0}
+    parameters = {"fraction": _FRACTION, "threshold": _THRESHOLD}
 
     def donate(self, obs: DonorObservation, rng: np.random.Generator) -> DonorAction:
         if good_standing(obs.recipient_trace, self.threshold):
@@ -228,7 +208,7 @@ class Punisher(DonorStrategy):
 
     name = "punisher"
     classifier = {"stochastic": False, "trace_depth_used": 1, "punishes": True}
-    defaults = {"fraction": 0.5, "threshold": 50.0}
+    parameters = {"fraction": _FRACTION, "threshold": _THRESHOLD}
 
     def donate(self, obs: DonorObservation, rng: np.random.Generator) -> DonorAction:
         trace = obs.recipient_trace

@@ -30,10 +30,11 @@ This module does not import the runtime (``society``) and needs nothing beyond n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from agents.params import Param, bind_params
 
 C, D = 0, 1
 
@@ -65,35 +66,6 @@ def _classifier(memory_depth: float, stochastic: bool = False) -> dict[str, Any]
 CLASSIFIER_KEYS: tuple[str, ...] = tuple(_classifier(0))
 
 
-@dataclass(frozen=True)
-class Param:
-    """A strategy parameter: its default and its kind (``"probability"`` or ``"move"``)."""
-
-    default: Any
-    kind: str
-    doc: str = ""
-
-    def check(self, strategy: str, name: str, value: Any) -> Any:
-        if self.kind == "probability":
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float | np.integer | np.floating)
-                or not (0.0 <= float(value) <= 1.0)
-            ):
-                raise ValueError(
-                    f"{strategy}: parameter {name!r} must be a probability in [0, 1], got {value!r}"
-                )
-            return float(value)
-        if self.kind == "move":
-            if isinstance(value, bool) or value not in (C, D):
-                raise ValueError(
-                    f"{strategy}: parameter {name!r} must be a move, 0 (C / option A) "
-                    f"or 1 (D / option B), got {value!r}"
-                )
-            return int(value)
-        raise AssertionError(f"unknown parameter kind {self.kind!r}")  # pragma: no cover
-
-
 class Strategy:
     """Base class of scripted strategies (see the module docstring for the contract)."""
 
@@ -102,19 +74,9 @@ class Strategy:
     parameters: ClassVar[dict[str, Param]] = {}
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.parameters))
-        if unknown:
-            expected = ", ".join(sorted(self.parameters)) or "none"
-            raise ValueError(
-                f"{self.name}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
-                f"expected: {expected}"
-            )
-        values = {}
-        for pname, spec in self.parameters.items():
-            value = spec.check(self.name, pname, params.get(pname, spec.default))
-            values[pname] = value
+        self._params = bind_params(self.name, self.parameters, params)
+        for pname, value in self._params.items():
             setattr(self, pname, value)
-        self._params = values
 
     @property
     def stochastic(self) -> bool:

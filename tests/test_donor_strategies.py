@@ -118,11 +118,14 @@ def test_punisher() -> None:
         ("tit_for_tat", "valid names: always_defect, donate_all"),
         ({"name": "nope"}, "unknown donor strategy"),
         ({"fraction": 0.5}, "needs a 'name'"),
-        ({"name": "fixed_fraction", "fraction": 1.5}, r"'fraction' must be in \[0, 1\]"),
+        ({"name": "fixed_fraction", "fraction": 1.5}, r"'fraction' must be a number in \[0, 1\]"),
         ({"name": "fixed_fraction", "fraction": -0.1}, "fraction"),
         ({"name": "fixed_fraction", "fraction": "half"}, "must be a number"),
         ({"name": "fixed_fraction", "fraction": True}, "must be a number"),
-        ({"name": "image_scoring", "threshold": 150}, r"'threshold' must be in \[0, 100\]"),
+        (
+            {"name": "image_scoring", "threshold": 150},
+            r"'threshold' must be a number in \[0, 100\]",
+        ),
         ({"name": "random", "max_fraction": float("nan")}, "max_fraction"),
         ({"name": "always_defect", "fraction": 0.5}, "unknown parameter"),
         ({"name": "fixed_fraction", "fraction": 0.2, "params": {"fraction": 0.3}}, "twice"),
@@ -156,7 +159,7 @@ def test_describe_and_classifier(name: str) -> None:
     assert text.startswith("My strategy will be") and text.endswith(".")
     assert "\n" not in text
     assert {"stochastic", "punishes"} <= set(s.classifier)
-    assert pickle.loads(pickle.dumps(s)).params == s.params
+    assert pickle.loads(pickle.dumps(s)).params() == s.params()
 
 
 @pytest.mark.parametrize("name", sorted(n for n in DONOR_STRATEGIES if n != "random"))

@@ -76,7 +76,7 @@ def build_rules(cfg: DonorConfig) -> DonorRules:
 
 
 def _spec(strategy: DonorStrategy) -> dict[str, Any]:
-    return {"name": strategy.name, **strategy.params}
+    return {"name": strategy.name, **strategy.params()}
 
 
 def display_name(agent_id: int) -> str:
