@@ -14,10 +14,13 @@ import hashlib
 import json
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.chat import ChatReply, ChatRequest
 from society.backends.base import Backend
+
+if TYPE_CHECKING:
+    from society.population import Member
 
 
 def derive_seed(base_seed: int, *parts: Any) -> int:
@@ -37,6 +40,13 @@ class Job:
     last_call_id: int | None = None
     pending: ChatRequest | None = None
     n_calls: int = 0
+
+    @classmethod
+    def for_member(cls, member: Member, gen: Generator[ChatRequest, ChatReply, Any]) -> Job:
+        """The job of an LLM member's decision; its backend key picks the batch it joins."""
+        if member.backend_key is None:
+            raise ValueError(f"agent {member.name!r} has no LLM backend")
+        return cls(member.agent_id, member.backend_key, gen)
 
 
 class Decider:

@@ -255,9 +255,7 @@ class DonorSim(Simulation):
                 advice=advice or None,
                 tags={"agent": aid, "round": r, "generation": g},
             )
-            backend_key = self.member(slot).backend_key
-            assert backend_key is not None
-            jobs.append((slot, Job(aid, backend_key, gen)))
+            jobs.append((slot, Job.for_member(self.member(slot), gen)))
         if jobs:
             decider.run([job for _, job in jobs], r)
             for slot, job in jobs:
@@ -342,9 +340,7 @@ class DonorSim(Simulation):
                     "generation": g,
                 },
             )
-            backend_key = self.member(slot).backend_key
-            assert backend_key is not None
-            jobs.append((k, Job(aid, backend_key, gen)))
+            jobs.append((k, Job.for_member(self.member(slot), gen)))
         if jobs:
             decider.run([job for _, job in jobs], r)
             for k, job in jobs:

@@ -239,9 +239,7 @@ class RepeatedGameSim(Simulation):
             order=self.rules.option_order(self.rng),
         )
         tags = {"agent": me, "partner": other, "round": self.round}
-        backend_key = self.members[me].backend_key
-        assert backend_key is not None
-        return Job(me, backend_key, pol.decide(obs, tags))
+        return Job.for_member(self.members[me], pol.decide(obs, tags))
 
     def get_state(self) -> dict[str, Any]:
         return {
