@@ -13,6 +13,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Axelrod's classifier keys, which every strategy (built-in or adapted) must carry.
+AXELROD_CLASSIFIER_KEYS = frozenset(
+    {
+        "memory_depth",
+        "stochastic",
+        "makes_use_of",
+        "long_run_time",
+        "inspects_source",
+        "manipulates_source",
+        "manipulates_state",
+    }
+)
+
 
 def society_cmd(*args: str) -> list[str]:
     """The `society` command line of this checkout (works without installing it)."""

@@ -12,6 +12,7 @@ axl = pytest.importorskip("axelrod")
 
 from agents.axelrod_adapter import AxelrodStrategy, axelrod_player_class  # noqa: E402
 from agents.strategies import C, D, Strategy, make_strategy  # noqa: E402
+from tests.helpers import AXELROD_CLASSIFIER_KEYS  # noqa: E402
 
 pytestmark = pytest.mark.axelrod
 
@@ -350,15 +351,7 @@ def test_classifier_copied_from_axelrod():
     assert s.classifier["memory_depth"] == float("inf")
     assert s.classifier["makes_use_of"] == {"length", "game"}
     assert s.classifier["stochastic"] is False
-    assert set(s.classifier) >= {
-        "memory_depth",
-        "stochastic",
-        "makes_use_of",
-        "long_run_time",
-        "inspects_source",
-        "manipulates_source",
-        "manipulates_state",
-    }
+    assert set(s.classifier) >= AXELROD_CLASSIFIER_KEYS
     assert make_strategy("axelrod:Random").classifier["stochastic"] is True
     assert make_strategy({"name": "axelrod:Random", "p": 1}).stochastic is False
 

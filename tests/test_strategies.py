@@ -20,6 +20,7 @@ from agents.strategies import (
     make_strategy,
     strategy_names,
 )
+from tests.helpers import AXELROD_CLASSIFIER_KEYS
 
 DETERMINISTIC = [
     "always_cooperate",
@@ -386,21 +387,11 @@ def test_degenerate_probabilities_draw_nothing():
 
 # ------------------------------------------------------------------------- classifiers etc.
 
-CLASSIFIER_KEYS = {
-    "memory_depth",
-    "stochastic",
-    "makes_use_of",
-    "long_run_time",
-    "inspects_source",
-    "manipulates_source",
-    "manipulates_state",
-}
-
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_classifier_keys(name):
     cls = STRATEGIES[name]
-    assert set(cls.classifier) == CLASSIFIER_KEYS
+    assert set(cls.classifier) == AXELROD_CLASSIFIER_KEYS
     depth = cls.classifier["memory_depth"]
     assert (isinstance(depth, int) and depth >= 0) or depth == float("inf")
     assert isinstance(cls.classifier["stochastic"], bool)
