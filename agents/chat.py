@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# The sampling parameters, in the order they are recorded (replay keys hash that JSON).
 _PARAM_FIELDS = ("temperature", "max_tokens", "seed", "top_p", "stop", "json_schema", "logprobs")
 
 
@@ -39,16 +40,8 @@ class ChatRequest:
         return cls(messages=messages, **{k: params[k] for k in _PARAM_FIELDS if k in params})
 
     def params(self) -> dict[str, Any]:
-        """Sampling parameters as recorded in the run store."""
-        return {
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-            "top_p": self.top_p,
-            "stop": self.stop,
-            "json_schema": self.json_schema,
-            "logprobs": self.logprobs,
-        }
+        """Sampling parameters as recorded in the run store, in `_PARAM_FIELDS` order."""
+        return {k: getattr(self, k) for k in _PARAM_FIELDS}
 
 
 @dataclass(slots=True)
@@ -72,6 +65,11 @@ class ChatReply:
     # action as JSON-ready data, and whether it was valid.
     parsed: Any = None
     valid: bool | None = None
+
+    @classmethod
+    def failed(cls, error: str, latency_s: float = 0.0) -> ChatReply:
+        """The reply to a request the backend could not answer: no text, the error kept."""
+        return cls(text="", latency_s=latency_s, error=error, finish_reason="error")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""

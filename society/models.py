@@ -88,11 +88,9 @@ def embedded_gguf() -> Path | None:
 
 
 def _is_converted(path: Path) -> bool:
-    """A finished conversion (the converter's own check where available)."""
-    try:
-        from society.convert import is_converted
-    except ImportError:
-        return (path / "config.json").is_file()
+    """A finished conversion, by the converter's own check."""
+    from society.convert import is_converted  # lazy: society.convert imports this module
+
     return is_converted(path)
 
 

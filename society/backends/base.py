@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +18,39 @@ class BackendError(RuntimeError):
     The runner stops the run cleanly on it: committed rounds stay intact and
     `society resume` can continue once the cause is fixed.
     """
+
+
+def derived_seed(request: ChatRequest) -> int:
+    """A seed fixed by the request's content, for requests that carry none."""
+    blob = json.dumps([request.messages, request.params()], sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:4], "little")
+
+
+def finite_logprob(x: float | None) -> float:
+    """Log-probabilities as finite floats (JSON has no -inf): -inf becomes -1e30."""
+    if x is None or not math.isfinite(x):
+        return -1e30
+    return float(x)
+
+
+def openai_logprobs(chat_logprobs: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """OpenAI chat `logprobs` ({"content": [...]}) to `ChatReply.logprobs`.
+
+    Each entry becomes `{"token": str, "logprob": float, "top": {token: logprob}}`;
+    shared by the llama.cpp and OpenAI backends, which both answer in the OpenAI format.
+    """
+    if not chat_logprobs:
+        return None
+    content = chat_logprobs.get("content")
+    if content is None:
+        return None
+    out = []
+    for item in content:
+        top: dict[str, float] = {}
+        for alt in item.get("top_logprobs") or ():
+            top.setdefault(alt["token"], finite_logprob(alt["logprob"]))
+        out.append({"token": item["token"], "logprob": finite_logprob(item["logprob"]), "top": top})
+    return out
 
 
 class Backend(ABC):

@@ -46,9 +46,6 @@ reused.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import threading
 import time
@@ -56,14 +53,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.chat import ChatReply, ChatRequest
-from society.backends.base import Backend, BackendError
+from society.backends.base import Backend, BackendError, derived_seed, openai_logprobs
 from society.models import EMBEDDED, INSTALL_HINT, canonical_name, resolve_gguf
-
-
-def _derived_seed(request: ChatRequest) -> int:
-    """A seed fixed by the request's content, for requests that carry none."""
-    blob = json.dumps([request.messages, request.params()], sort_keys=True, default=str)
-    return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:4], "little")
 
 
 def _sort_key(request: ChatRequest) -> tuple[Any, ...]:
@@ -72,33 +63,6 @@ def _sort_key(request: ChatRequest) -> tuple[Any, ...]:
         request.logprobs is not None,  # answered by a second engine with its own cache
         [(str(m.get("role")), str(m.get("content"))) for m in request.messages],
     )
-
-
-def convert_logprobs(chat_logprobs: dict[str, Any] | None) -> list[dict[str, Any]] | None:
-    """OpenAI chat `logprobs` ({"content": [...]}) to `ChatReply.logprobs`.
-
-    Each entry becomes `{"token": str, "logprob": float, "top": {token: logprob}}`;
-    shared by the llama.cpp and OpenAI backends, which both answer in the OpenAI format.
-    """
-    if not chat_logprobs:
-        return None
-    content = chat_logprobs.get("content")
-    if content is None:
-        return None
-    out = []
-    for item in content:
-        top: dict[str, float] = {}
-        for alt in item.get("top_logprobs") or ():
-            top.setdefault(alt["token"], _finite(alt["logprob"]))
-        out.append({"token": item["token"], "logprob": _finite(item["logprob"]), "top": top})
-    return out
-
-
-def _finite(x: float | None) -> float:
-    """Log-probabilities as finite floats (JSON has no -inf): -inf becomes -1e30."""
-    if x is None or not math.isfinite(x):
-        return -1e30
-    return float(x)
 
 
 class LlamaCppBackend(Backend):
@@ -254,7 +218,7 @@ class LlamaCppBackend(Backend):
             "temperature": r.temperature,
             "top_p": r.top_p,
             "max_tokens": r.max_tokens,
-            "seed": r.seed if r.seed is not None else _derived_seed(r),
+            "seed": r.seed if r.seed is not None else derived_seed(r),
             "stop": r.stop or [],
             "top_k": self.top_k,
             "min_p": self.min_p,
@@ -279,11 +243,8 @@ class LlamaCppBackend(Backend):
         except BackendError:
             raise
         except Exception as exc:  # a bad request (prompt too long, bad schema) fails alone
-            return ChatReply(
-                text="",
-                latency_s=time.perf_counter() - t0,
-                error=f"llamacpp: {type(exc).__name__}: {exc}",
-                finish_reason="error",
+            return ChatReply.failed(
+                f"llamacpp: {type(exc).__name__}: {exc}", time.perf_counter() - t0
             )
         latency = time.perf_counter() - t0
         choice = out["choices"][0]
@@ -293,7 +254,7 @@ class LlamaCppBackend(Backend):
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             latency_s=latency,
-            logprobs=convert_logprobs(choice.get("logprobs")),
+            logprobs=openai_logprobs(choice.get("logprobs")),
             finish_reason=choice.get("finish_reason"),
         )
 

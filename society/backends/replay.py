@@ -30,17 +30,14 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _key(messages: Any, params: Any) -> str:
-    return hashlib.sha256(_canonical([messages, params]).encode("utf-8")).hexdigest()
-
-
-def _messages_key(messages: Any) -> str:
-    return hashlib.sha256(_canonical(messages).encode("utf-8")).hexdigest()
+def _hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of `obj`: a key independent of dict order."""
+    return hashlib.sha256(_canonical(obj).encode("utf-8")).hexdigest()
 
 
 def record_key(messages_json: str, params_json: str) -> str:
     """The replay key of a recorded `llm_calls` row (its `messages` and `params` columns)."""
-    return _key(json.loads(messages_json), json.loads(params_json))
+    return _hash([json.loads(messages_json), json.loads(params_json)])
 
 
 def request_key(request: ChatRequest) -> str:
@@ -117,7 +114,7 @@ class ReplayBackend(Backend):
                 False,
             ]
             self._queues[record_key(messages, params)].append(entry)
-            self._by_messages[_messages_key(json.loads(messages))].append(entry)
+            self._by_messages[_hash(json.loads(messages))].append(entry)
         self._models = list(models)
         self.recorded = len(rows)
 
@@ -141,7 +138,7 @@ class ReplayBackend(Backend):
             key = request_key(r)
             reply = self._pop(self._queues.get(key))
             if reply is None and not self.strict:
-                reply = self._pop(self._by_messages.get(_messages_key(r.messages)))
+                reply = self._pop(self._by_messages.get(_hash(r.messages)))
             if reply is not None:
                 self.served += 1
                 out.append(replace(reply))
@@ -149,7 +146,7 @@ class ReplayBackend(Backend):
             self.misses += 1
             what = "recorded replies used up" if key in self._queues else "no recorded reply"
             msg = f"replay: {what} for this request{_describe_tags(r.tags)} in {self.db_path}"
-            out.append(ChatReply(text="", error=msg, finish_reason="error"))
+            out.append(ChatReply.failed(msg))
         return out
 
     def describe(self) -> dict[str, Any]:
