@@ -38,9 +38,7 @@ structured-output backend (up to a couple of minutes on 2 cores): slow, not hung
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
-import math
 import os
 import threading
 import time
@@ -49,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.chat import ChatReply, ChatRequest
-from society.backends.base import Backend, BackendError
+from society.backends.base import Backend, BackendError, derived_seed, finite_logprob
 from society.models import EMBEDDED, canonical_name, hf_model_dir
 
 INSTALL_HINT = (
@@ -83,19 +81,6 @@ def _cpu_has_bf16() -> bool:
     except OSError:
         pass
     return False
-
-
-def _derived_seed(request: ChatRequest) -> int:
-    """A seed fixed by the request's content (same rule as the llama.cpp backend)."""
-    blob = json.dumps([request.messages, request.params()], sort_keys=True, default=str)
-    return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:4], "little")
-
-
-def _finite(x: float | None) -> float:
-    """Log-probabilities as finite floats (JSON has no -inf): -inf becomes -1e30."""
-    if x is None or not math.isfinite(x):
-        return -1e30
-    return float(x)
 
 
 def _jsonable(v: Any) -> bool:
@@ -157,12 +142,12 @@ def convert_logprobs(completion: Any, k: int, tokenizer: Any = None) -> list[dic
                 break
             if lp.rank is not None and lp.rank > k:
                 continue
-            top.setdefault(text(tid, lp), _finite(lp.logprob))
+            top.setdefault(text(tid, lp), finite_logprob(lp.logprob))
         chosen = pos.get(token_id)
         out.append(
             {
                 "token": text(token_id, chosen) if chosen is not None else str(token_id),
-                "logprob": _finite(chosen.logprob if chosen is not None else None),
+                "logprob": finite_logprob(chosen.logprob if chosen is not None else None),
                 "top": top,
             }
         )
@@ -200,12 +185,6 @@ class VLLMBackend(Backend):
         self._vllm_version = getattr(vllm, "__version__", "?")
         self._SamplingParams = SamplingParams
         self._StructuredOutputsParams = StructuredOutputsParams
-        self.enforce_eager = enforce_eager
-        self.max_model_len = max_model_len
-        self.dtype = dtype
-        self.gpu_memory_utilization = gpu_memory_utilization
-        self.seed = seed
-        self.engine_kwargs = dict(engine_kwargs or {})
         kwargs: dict[str, Any] = {
             "model": self.path,
             "tokenizer": self.path,
@@ -216,7 +195,7 @@ class VLLMBackend(Backend):
             "seed": seed,
             "enable_prefix_caching": True,
         }
-        kwargs.update(self.engine_kwargs)
+        kwargs.update(engine_kwargs or {})
         self.on_cpu = _on_cpu()
         if self.on_cpu and kwargs["dtype"] == "auto" and not _cpu_has_bf16():
             # vLLM's "auto" downcasts float32 checkpoints to bfloat16 on CPU, which runs
@@ -234,14 +213,12 @@ class VLLMBackend(Backend):
             kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
         self._engine_args = {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")}
         self._lock = threading.Lock()
-        t0 = time.perf_counter()
         try:
             self._llm: Any = LLM(**kwargs)
         except Exception as exc:
             raise BackendError(
                 f"vllm backend: cannot start the engine on {self.path}: {exc}"
             ) from exc
-        self.start_s = time.perf_counter() - t0
         try:
             self._tokenizer = self._llm.get_tokenizer()
         except Exception:
@@ -254,7 +231,7 @@ class VLLMBackend(Backend):
             "temperature": r.temperature,
             "top_p": r.top_p,
             "max_tokens": r.max_tokens,
-            "seed": r.seed if r.seed is not None else _derived_seed(r),
+            "seed": r.seed if r.seed is not None else derived_seed(r),
         }
         if r.stop:
             kw["stop"] = list(r.stop)
@@ -271,9 +248,7 @@ class VLLMBackend(Backend):
 
     def _reply(self, r: ChatRequest, out: Any, latency: float) -> ChatReply:
         if not out.outputs:
-            return ChatReply(
-                text="", latency_s=latency, error="vllm: no output", finish_reason="error"
-            )
+            return ChatReply.failed("vllm: no output", latency)
         comp = out.outputs[0]
         return ChatReply(
             text=comp.text,
@@ -289,11 +264,17 @@ class VLLMBackend(Backend):
         )
 
     def _chat(self, requests: Sequence[ChatRequest]) -> list[Any]:
-        return self._llm.chat(
-            [r.messages for r in requests],
-            sampling_params=[self._params(r) for r in requests],
-            use_tqdm=False,
-        )
+        """One `LLM.chat` call; a dead engine is a BackendError, other errors pass as is."""
+        try:
+            return self._llm.chat(
+                [r.messages for r in requests],
+                sampling_params=[self._params(r) for r in requests],
+                use_tqdm=False,
+            )
+        except Exception as exc:
+            if self._is_engine_death(exc):
+                raise BackendError(f"vllm backend: engine died: {exc}") from exc
+            raise
 
     def _is_engine_death(self, exc: BaseException) -> bool:
         if type(exc).__name__ == "EngineDeadError":
@@ -312,14 +293,14 @@ class VLLMBackend(Backend):
             t0 = time.perf_counter()
             try:
                 outs = self._chat(requests)
-            except Exception as exc:
-                if self._is_engine_death(exc):
-                    raise BackendError(f"vllm backend: engine died: {exc}") from exc
-                if not isinstance(exc, ValueError | TypeError):
-                    raise BackendError(f"vllm backend: {type(exc).__name__}: {exc}") from exc
+            except (ValueError, TypeError):
                 # A bad request (prompt too long, bad schema) fails the whole call in vLLM;
                 # answer the batch again one by one so that it fails alone.
                 return [self._one(r) for r in requests]
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise BackendError(f"vllm backend: {type(exc).__name__}: {exc}") from exc
             wall = time.perf_counter() - t0
             if len(outs) != len(requests):
                 raise BackendError(
@@ -332,15 +313,10 @@ class VLLMBackend(Backend):
         t0 = time.perf_counter()
         try:
             (out,) = self._chat([r])
+        except BackendError:
+            raise
         except Exception as exc:
-            if self._is_engine_death(exc):
-                raise BackendError(f"vllm backend: engine died: {exc}") from exc
-            return ChatReply(
-                text="",
-                latency_s=time.perf_counter() - t0,
-                error=f"vllm: {type(exc).__name__}: {exc}",
-                finish_reason="error",
-            )
+            return ChatReply.failed(f"vllm: {type(exc).__name__}: {exc}", time.perf_counter() - t0)
         return self._reply(r, out, time.perf_counter() - t0)
 
     # -- bookkeeping ------------------------------------------------------------------
