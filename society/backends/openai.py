@@ -41,8 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.chat import ChatReply, ChatRequest
-from society.backends.base import Backend, BackendError
-from society.backends.llamacpp import convert_logprobs
+from society.backends.base import Backend, BackendError, openai_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +131,6 @@ class OpenAIBackend(Backend):
             future = asyncio.run_coroutine_threadsafe(self._batch(list(requests), start), loop)
             try:
                 return future.result()
-            except BackendError as exc:
-                raise BackendError(self._redact(str(exc))) from None
             except KeyboardInterrupt:
                 future.cancel()
                 raise
@@ -259,25 +256,24 @@ class OpenAIBackend(Backend):
                 kind = (
                     "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
                 )
+                detail = self._redact(str(exc))
                 last = (
-                    f"{kind}: {type(exc).__name__}: {exc}"
-                    if str(exc)
+                    f"{kind}: {type(exc).__name__}: {detail}"
+                    if detail
                     else f"{kind}: {type(exc).__name__}"
                 )
                 if attempt >= self.max_retries:
                     raise _Unreachable(
                         _one_line(
-                            self._redact(
-                                f"openai backend: cannot reach {url}: {last} "
-                                f"(after {attempt + 1} attempts)"
-                            )
+                            f"openai backend: cannot reach {url}: {last} "
+                            f"(after {attempt + 1} attempts)"
                         )
                     ) from None
                 url_i = (url_i + 1) % len(self.base_urls)  # fail over to the next endpoint
             else:
                 if resp.status_code == 200:
                     return self._reply(resp, url, time.perf_counter() - t0)
-                text = resp.text
+                text = self._redact(resp.text)  # some servers echo the credentials
                 if (
                     self.structured == "auto"
                     and style == "json_schema"
@@ -290,17 +286,10 @@ class OpenAIBackend(Backend):
                     continue  # resend at once, not a retry
                 last = f"HTTP {resp.status_code} from {url}: {_one_line(text)}"
                 if resp.status_code not in RETRY_STATUS or attempt >= self.max_retries:
-                    return ChatReply(
-                        text="",
-                        latency_s=time.perf_counter() - t0,
-                        error=self._redact(f"openai: {last}"),
-                        finish_reason="error",
-                    )
+                    return ChatReply.failed(f"openai: {last}", time.perf_counter() - t0)
                 retry_after = resp.headers.get("retry-after")
             delay = self._delay(r, index, attempt, retry_after)
-            log.debug(
-                "openai backend: retry %d in %.2fs (%s)", attempt + 1, delay, self._redact(last)
-            )
+            log.debug("openai backend: retry %d in %.2fs (%s)", attempt + 1, delay, last)
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -310,14 +299,10 @@ class OpenAIBackend(Backend):
             choice = data["choices"][0]
             text = (choice.get("message") or {}).get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            return ChatReply(
-                text="",
-                latency_s=latency,
-                error=self._redact(
-                    f"openai: malformed reply from {url}: {type(exc).__name__}: "
-                    f"{_one_line(resp.text, 200)}"
-                ),
-                finish_reason="error",
+            return ChatReply.failed(
+                f"openai: malformed reply from {url}: {type(exc).__name__}: "
+                f"{_one_line(self._redact(resp.text), 200)}",
+                latency,
             )
         usage = data.get("usage") or {}
         return ChatReply(
@@ -325,7 +310,7 @@ class OpenAIBackend(Backend):
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_s=latency,
-            logprobs=convert_logprobs(choice.get("logprobs")),
+            logprobs=openai_logprobs(choice.get("logprobs")),
             finish_reason=choice.get("finish_reason"),
         )
 
