@@ -54,14 +54,12 @@ def agent_row(
     generation: int = 0,
     parent_id: int | None = None,
     born_round: int = 0,
-    agent_id: int | None = None,
-    name: str | None = None,
 ) -> tuple:
     """A row of the `agents` table for this member."""
     group = member.group
     return (
-        member.agent_id if agent_id is None else agent_id,
-        member.name if name is None else name,
+        member.agent_id,
+        member.name,
         group.name,
         group.kind,
         strategy,

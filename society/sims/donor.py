@@ -152,7 +152,6 @@ class DonorSim(Simulation):
         self.game: DonorGame | None = None
         self.finals: list[list[float]] = []
         self.next_id = n
-        self._done = False
         self.slots: list[dict[str, Any]] = []
         for m in members:
             gi = group_index[m.group.name]
@@ -173,7 +172,7 @@ class DonorSim(Simulation):
     # -- the Simulation interface ------------------------------------------------
     @property
     def done(self) -> bool:
-        return self._done
+        return self.phase == "over"
 
     @property
     def total_steps(self) -> int | None:
@@ -181,27 +180,26 @@ class DonorSim(Simulation):
         return self.evo.generations * per_gen
 
     def step(self, decider: Decider) -> StepRecord:
-        if self._done:
+        if self.done:
             raise RuntimeError("the donor-game run is over")
         rec = self._strategy_step(decider) if self.phase == "strategy" else self._round(decider)
         self.step_no += 1
         return rec
 
     def get_state(self) -> dict[str, Any]:
-        return copy.deepcopy(
-            {
-                "rng": self.rng.bit_generator.state,
-                "step_no": self.step_no,
-                "generation": self.generation,
-                "phase": self.phase,
-                "game_no": self.game_no,
-                "game": None if self.game is None else self.game.state_dict(),
-                "finals": self.finals,
-                "next_id": self.next_id,
-                "done": self._done,
-                "slots": self.slots,
-            }
-        )
+        # Shares live lists with the simulation: the runner pickles it at once, and
+        # set_state copies what it is given.
+        return {
+            "rng": self.rng.bit_generator.state,
+            "step_no": self.step_no,
+            "generation": self.generation,
+            "phase": self.phase,
+            "game_no": self.game_no,
+            "game": None if self.game is None else self.game.state_dict(),
+            "finals": self.finals,
+            "next_id": self.next_id,
+            "slots": self.slots,
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         state = copy.deepcopy(state)
@@ -213,7 +211,6 @@ class DonorSim(Simulation):
         self.game = None if state["game"] is None else DonorGame.from_state(state["game"])
         self.finals = state["finals"]
         self.next_id = state["next_id"]
-        self._done = state["done"]
         self.slots = state["slots"]
 
     # -- helpers ---------------------------------------------------------------
@@ -412,7 +409,6 @@ class DonorSim(Simulation):
             data = _j({"rank": rank, "group": self.groups[by_id[aid]["group"]].name})
             rec.events.append((r, g, "survivor", aid, None, None, fitness[aid], data))
         if g + 1 >= self.evo.generations:
-            self._done = True
             self.phase = "over"
             return
         infos = [

@@ -105,7 +105,6 @@ class RepeatedGameSim(Simulation):
                 self.policies.append(self._strategy(g.strategy, g.name))
         self.rng = np.random.default_rng(scenario.seed)
         self.round = 0
-        self.scores = np.zeros(n)
         # Static pairs: histories indexed like the pair list; random pairs: by pair.
         self.hist: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
         self.lengths: dict[tuple[int, int], int] = {}
@@ -113,7 +112,6 @@ class RepeatedGameSim(Simulation):
             for pair in self.matcher.pairs(0, self.rng):
                 self.hist[pair] = ([], [])
                 self.lengths[pair] = self.rules.match_length(self.rng)
-        self._agents_written = False
 
     def _strategy(self, spec: Any, group: str) -> Strategy:
         key = repr(spec)
@@ -192,13 +190,10 @@ class RepeatedGameSim(Simulation):
         played_j = rules.apply_noise(intended[1], rng)
         pay_i, pay_j = rules.payoffs_vec(played_i, played_j)
         rec = StepRecord(round=r, round_in_game=r)
-        if not self._agents_written:
+        if r == 0:
             rec.agents = self._agent_rows()
-            self._agents_written = True
         ids_i = [p[0] for p, _ in active]
         ids_j = [p[1] for p, _ in active]
-        np.add.at(self.scores, ids_i, pay_i)
-        np.add.at(self.scores, ids_j, pay_j)
         for (hi, hj), a, b in zip(
             (h for _, h in active), played_i.tolist(), played_j.tolist(), strict=True
         ):
@@ -245,16 +240,12 @@ class RepeatedGameSim(Simulation):
         return {
             "rng": self.rng.bit_generator.state,
             "round": self.round,
-            "scores": self.scores,
             "hist": self.hist,
             "lengths": self.lengths,
-            "agents_written": self._agents_written,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.round = state["round"]
-        self.scores = state["scores"]
         self.hist = state["hist"]
         self.lengths = state["lengths"]
-        self._agents_written = state["agents_written"]
