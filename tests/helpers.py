@@ -58,6 +58,15 @@ def write_scenario(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def query(run_dir: Path, sql: str, *args: Any) -> list[tuple]:
+    """The rows of one SQL query on a run's store."""
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
 def table_rows(run_dir: Path, table: str) -> list[tuple]:
     """All rows of a table, timing columns blanked, in primary-key order."""
     conn = sqlite3.connect(run_dir / "run.sqlite")

@@ -8,15 +8,13 @@ recording, batching, stopping cleanly and resuming.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from society.runner import start_run
 from society.scenario import resolve
-from tests.helpers import ROOT, cli_env, run_cli, society_cmd, table_rows, write_scenario
+from tests.helpers import ROOT, cli_env, query, run_cli, society_cmd, table_rows, write_scenario
 from tests.servers import start_llama_server, stop
 
 pytest.importorskip("llama_cpp")
@@ -40,24 +38,16 @@ def llm_scenario(rounds: int = 3, **llm_group) -> dict:
     }
 
 
-def rows(run_dir: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(run_dir / "run.sqlite")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
 def test_llm_agent_plays_on_the_embedded_model(tmp_path):
     res = start_run(resolve(llm_scenario(), "t"), tmp_path / "run", quiet=True)
     d = res.run_dir
     # One LLM agent in two matches x 3 rounds: 6 decisions, each from a real call.
-    llm = rows(d, "SELECT source, valid, llm_call_id, action FROM decisions WHERE agent_id = 0")
+    llm = query(d, "SELECT source, valid, llm_call_id, action FROM decisions WHERE agent_id = 0")
     assert len(llm) == 6
     for source, valid, call_id, action in llm:
         assert source in ("llm", "fallback") and call_id is not None
         assert action in ("C", "D") and valid == (source == "llm")
-    calls = rows(d, "SELECT messages, params, reply, parsed, valid, prompt_tokens, completion_tokens, "
+    calls = query(d, "SELECT messages, params, reply, parsed, valid, prompt_tokens, completion_tokens, "
                     "latency_s, backend, model, seed FROM llm_calls ORDER BY id")  # fmt: skip
     assert len(calls) >= 6
     messages, params, reply, parsed, valid, p_tok, c_tok, latency, backend, model, seed = calls[-1]
@@ -84,12 +74,12 @@ def test_replay_reproduces_the_run(tmp_path):
     for table in ("decisions", "events", "rounds"):
         assert table_rows(first.run_dir, table) == table_rows(again.run_dir, table)
     cols = "round, agent_id, purpose, messages, params, seed, reply, parsed, valid"
-    assert rows(first.run_dir, f"SELECT {cols} FROM llm_calls") == rows(
+    assert query(first.run_dir, f"SELECT {cols} FROM llm_calls") == query(
         again.run_dir, f"SELECT {cols} FROM llm_calls"
     )
-    purposes = {p for (p,) in rows(first.run_dir, "SELECT purpose FROM llm_calls")}
+    purposes = {p for (p,) in query(first.run_dir, "SELECT purpose FROM llm_calls")}
     assert {"predict", "move"} <= purposes
-    assert rows(again.run_dir, "SELECT DISTINCT backend FROM llm_calls") == [("replay",)]
+    assert query(again.run_dir, "SELECT DISTINCT backend FROM llm_calls") == [("replay",)]
 
 
 def test_server_killed_mid_run_then_resumed(tmp_path, embedded_gguf, free_port):
@@ -118,7 +108,7 @@ def test_server_killed_mid_run_then_resumed(tmp_path, embedded_gguf, free_port):
         deadline = time.monotonic() + 600
         while (
             not (run_dir / "run.sqlite").exists()
-            or rows(run_dir, "SELECT COUNT(*) FROM rounds")[0][0] < 2
+            or query(run_dir, "SELECT COUNT(*) FROM rounds")[0][0] < 2
         ):
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline
@@ -129,10 +119,10 @@ def test_server_killed_mid_run_then_resumed(tmp_path, embedded_gguf, free_port):
     assert proc.returncode == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "run stopped" in err and "society resume" in err
-    committed = rows(run_dir, "SELECT COUNT(*) FROM rounds")[0][0]
+    committed = query(run_dir, "SELECT COUNT(*) FROM rounds")[0][0]
     assert 2 <= committed < 8
     before = table_rows(run_dir, "decisions")
-    assert rows(run_dir, "SELECT value FROM meta WHERE key='status'") == [("stopped",)]
+    assert query(run_dir, "SELECT value FROM meta WHERE key='status'") == [("stopped",)]
 
     server = start_llama_server(embedded_gguf, port, tmp_path / "server2.log")
     try:
@@ -140,10 +130,10 @@ def test_server_killed_mid_run_then_resumed(tmp_path, embedded_gguf, free_port):
     finally:
         stop(server)
     assert res.returncode == 0, res.stderr
-    assert rows(run_dir, "SELECT COUNT(*) FROM rounds") == [(8,)]
+    assert query(run_dir, "SELECT COUNT(*) FROM rounds") == [(8,)]
     after = table_rows(run_dir, "decisions")
     assert after[: len(before)] == before  # committed rounds untouched
-    backends = dict(rows(run_dir, "SELECT agent_id, backend FROM agents WHERE kind = 'llm'"))
+    backends = dict(query(run_dir, "SELECT agent_id, backend FROM agents WHERE kind = 'llm'"))
     assert sorted(backends.values()) == ["llamacpp", "openai"]
-    per_backend = dict(rows(run_dir, "SELECT backend, COUNT(*) FROM llm_calls GROUP BY backend"))
+    per_backend = dict(query(run_dir, "SELECT backend, COUNT(*) FROM llm_calls GROUP BY backend"))
     assert per_backend["openai"] > 0 and per_backend["llamacpp"] > 0

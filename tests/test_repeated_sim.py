@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from society.errors import UserError
 from society.runner import start_run
 from society.scenario import resolve
-from tests.helpers import assert_same_store, ipd_scenario
+from tests.helpers import assert_same_store, ipd_scenario, query
 
 
 def run(tmp_path, data, name="r"):
     return start_run(resolve(data, "test"), tmp_path / name, quiet=True)
-
-
-def q(run_dir, sql):
-    conn = sqlite3.connect(run_dir / "run.sqlite")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def test_two_strategies_known_scores(tmp_path):
@@ -37,9 +27,9 @@ def test_two_strategies_known_scores(tmp_path):
     }
     res = run(tmp_path, data)
     # protocols §2 PD: TFT is exploited once (0 vs 10), then mutual defection (5/5) x 9.
-    scores = dict(q(res.run_dir, "SELECT agent_id, SUM(value) FROM events GROUP BY agent_id"))
+    scores = dict(query(res.run_dir, "SELECT agent_id, SUM(value) FROM events GROUP BY agent_id"))
     assert scores == {0: 45.0, 1: 55.0}
-    moves = q(res.run_dir, "SELECT action FROM decisions WHERE agent_id = 0 ORDER BY round")
+    moves = query(res.run_dir, "SELECT action FROM decisions WHERE agent_id = 0 ORDER BY round")
     assert [m for (m,) in moves] == ["C"] + ["D"] * 9
     assert res.steps == 10 and res.decisions == 20
 
@@ -48,13 +38,13 @@ def test_store_contents(tmp_path):
     res = run(tmp_path, ipd_scenario())
     d = res.run_dir
     assert (d / "scenario.yaml").exists()
-    assert q(d, "SELECT COUNT(*) FROM agents") == [(6,)]
-    assert q(d, "SELECT COUNT(*) FROM rounds") == [(20,)]
-    assert q(d, "SELECT COUNT(*) FROM decisions") == [(15 * 2 * 20,)]
-    assert q(d, "SELECT value FROM meta WHERE key = 'status'") == [("finished",)]
+    assert query(d, "SELECT COUNT(*) FROM agents") == [(6,)]
+    assert query(d, "SELECT COUNT(*) FROM rounds") == [(20,)]
+    assert query(d, "SELECT COUNT(*) FROM decisions") == [(15 * 2 * 20,)]
+    assert query(d, "SELECT value FROM meta WHERE key = 'status'") == [("finished",)]
     # Each decision has a payoff event for the same agent, partner and round.
-    assert q(d, "SELECT COUNT(*) FROM events WHERE kind = 'payoff'") == [(600,)]
-    (strategy,) = q(d, "SELECT strategy FROM agents WHERE agent_id = 3")[0]
+    assert query(d, "SELECT COUNT(*) FROM events WHERE kind = 'payoff'") == [(600,)]
+    (strategy,) = query(d, "SELECT strategy FROM agents WHERE agent_id = 3")[0]
     assert strategy == "random"
 
 
@@ -65,21 +55,21 @@ def test_same_seed_same_run_different_seed_different_run(tmp_path):
     other = ipd_scenario()
     other["seed"] = 8
     c = run(tmp_path, other, "c").run_dir
-    assert q(a, "SELECT action FROM decisions") != q(c, "SELECT action FROM decisions")
+    assert query(a, "SELECT action FROM decisions") != query(c, "SELECT action FROM decisions")
 
 
 def test_noise_flips_played_moves_not_intended_ones(tmp_path):
     data = ipd_scenario(noise=0.2)
     data["population"]["groups"] = [{"name": "allc", "count": 2, "strategy": "always_cooperate"}]
     d = run(tmp_path, data).run_dir
-    assert q(d, "SELECT DISTINCT action FROM decisions") == [("C",)]
-    flipped = q(d, "SELECT AVG(action = 'D') FROM events")[0][0]
+    assert query(d, "SELECT DISTINCT action FROM decisions") == [("C",)]
+    flipped = query(d, "SELECT AVG(action = 'D') FROM events")[0][0]
     assert 0.05 < flipped < 0.4
 
 
 def test_continuation_ends_matches_early(tmp_path):
     d = run(tmp_path, ipd_scenario(continuation=0.8, rounds=50)).run_dir
-    per_pair = q(
+    per_pair = query(
         d, "SELECT COUNT(*) FROM events WHERE agent_id < partner_id GROUP BY agent_id, partner_id"
     )
     lengths = [n for (n,) in per_pair]
@@ -90,26 +80,28 @@ def test_self_play_and_network_matching(tmp_path):
     data = ipd_scenario()
     data["matching"] = {"kind": "round_robin", "self_play": True}
     d = run(tmp_path, data, "sp").run_dir
-    assert q(d, "SELECT COUNT(*) FROM events WHERE agent_id = partner_id AND round = 0") == [(12,)]
+    assert query(d, "SELECT COUNT(*) FROM events WHERE agent_id = partner_id AND round = 0") == [
+        (12,)
+    ]
     data = ipd_scenario()
     data["network"] = {"kind": "ring", "k": 2}
     d = run(tmp_path, data, "ring").run_dir
-    assert q(d, "SELECT COUNT(DISTINCT partner_id) FROM decisions WHERE agent_id = 0") == [(2,)]
+    assert query(d, "SELECT COUNT(DISTINCT partner_id) FROM decisions WHERE agent_id = 0") == [(2,)]
 
 
 def test_random_matching(tmp_path):
     data = ipd_scenario()
     data["matching"] = {"kind": "random"}
     d = run(tmp_path, data).run_dir
-    assert q(d, "SELECT COUNT(*) FROM decisions WHERE round = 0") == [(6,)]
-    assert q(d, "SELECT COUNT(*) FROM rounds") == [(20,)]
+    assert query(d, "SELECT COUNT(*) FROM decisions WHERE round = 0") == [(6,)]
+    assert query(d, "SELECT COUNT(*) FROM rounds") == [(20,)]
 
 
 def test_presets_and_ordinal_games(tmp_path):
     d = run(tmp_path, ipd_scenario(preset="battle_of_the_sexes"), "bos").run_dir
-    assert q(d, "SELECT MAX(value) FROM events") == [(10.0,)]
+    assert query(d, "SELECT MAX(value) FROM events") == [(10.0,)]
     d = run(tmp_path, ipd_scenario(ordinal="rg_3142_3412"), "ord").run_dir
-    assert q(d, "SELECT MAX(value) FROM events") == [(4.0,)]
+    assert query(d, "SELECT MAX(value) FROM events") == [(4.0,)]
 
 
 def test_score_vs_max_reads_the_ordinal_game_from_the_store(tmp_path):
