@@ -57,7 +57,6 @@ class Decider:
         self.base_seed = base_seed
         self.next_call_id = next_call_id
         self.calls: list[tuple] = []  # llm_calls rows not yet committed
-        self.batch_sizes: list[int] = []
 
     def take_calls(self) -> list[tuple]:
         """The recorded call rows since the last take (the runner commits them)."""
@@ -78,15 +77,16 @@ class Decider:
             for key, group in by_backend.items():
                 backend = self.backends[key]
                 requests = [self._seeded(job, round_) for job in group]
-                self.batch_sizes.append(len(requests))
                 replies = backend.generate(requests)
                 if len(replies) != len(requests):
                     raise RuntimeError(
                         f"backend {backend.kind} returned {len(replies)} replies for {len(requests)} requests"
                     )
+                desc = backend.describe()  # once per batch: it holds for every call in it
+                served_by = (desc.get("kind", backend.kind), str(desc.get("model", backend.model)))
                 for job, request, reply in zip(group, requests, replies, strict=True):
                     self._advance(job, reply, first=False)
-                    self._record(job, request, reply, backend, round_)
+                    self._record(job, request, reply, served_by, round_)
             active = [job for job in active if job.pending is not None]
 
     def _seeded(self, job: Job, round_: int) -> ChatRequest:
@@ -110,20 +110,23 @@ class Decider:
             job.result = stop.value
 
     def _record(
-        self, job: Job, request: ChatRequest, reply: ChatReply, backend: Backend, round_: int
+        self,
+        job: Job,
+        request: ChatRequest,
+        reply: ChatReply,
+        served_by: tuple[str, str],
+        round_: int,
     ) -> None:
         call_id = self.next_call_id
         self.next_call_id += 1
         job.last_call_id = call_id
-        desc = backend.describe()
         self.calls.append(
             (
                 call_id,
                 round_,
                 job.agent_id,
                 request.tags.get("purpose"),
-                desc.get("kind", backend.kind),
-                str(desc.get("model", backend.model)),
+                *served_by,
                 json.dumps(request.messages),
                 json.dumps(request.params()),
                 request.seed,
