@@ -7,7 +7,7 @@ so that `agents` stays independent of `society`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 # The sampling parameters, in the order they are recorded (replay keys hash that JSON).
@@ -70,7 +70,3 @@ class ChatReply:
     def failed(cls, error: str, latency_s: float = 0.0) -> ChatReply:
         """The reply to a request the backend could not answer: no text, the error kept."""
         return cls(text="", latency_s=latency_s, error=error, finish_reason="error")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy."""
-        return asdict(self)

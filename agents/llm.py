@@ -36,16 +36,6 @@ def enum_schema(field: str, options: list[str]) -> dict[str, Any]:
     }
 
 
-def number_schema(field: str, minimum: float, maximum: float) -> dict[str, Any]:
-    """JSON schema of an object with one number field in [minimum, maximum]."""
-    return {
-        "type": "object",
-        "properties": {field: {"type": "number", "minimum": minimum, "maximum": maximum}},
-        "required": [field],
-        "additionalProperties": False,
-    }
-
-
 def parse_json_object(text: str) -> dict[str, Any]:
     """The JSON object in a reply: the whole text, else the first `{...}` in it."""
     text = text.strip()
@@ -76,20 +66,6 @@ def enum_parser(field: str, options: list[str]) -> Callable[[str], str]:
         if key not in lookup:
             raise InvalidReply(f"{field}={value!r} is not one of {options}")
         return lookup[key]
-
-    return parse
-
-
-def number_parser(field: str, minimum: float, maximum: float) -> Callable[[str], float]:
-    """Parser of `{field: number in range}`."""
-
-    def parse(text: str) -> float:
-        value = parse_json_object(text).get(field)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidReply(f"missing number field {field!r}")
-        if not minimum <= value <= maximum:
-            raise InvalidReply(f"{field}={value} is outside [{minimum}, {maximum}]")
-        return float(value)
 
     return parse
 

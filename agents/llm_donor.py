@@ -22,7 +22,6 @@ Agents are stateless policies (one per group); everything agent-specific is pass
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -150,8 +149,6 @@ def donation_parser(resources: float, punishment: bool) -> Callable[[str], dict[
 class LLMDonor:
     """Builds the donor-game prompts and asks for strategies and donations."""
 
-    kind = "llm"
-
     def __init__(
         self,
         prompts: Prompts,
@@ -174,10 +171,16 @@ class LLMDonor:
         self.survivors = survivors
         self.reveal_rounds = reveal_rounds
         self.persona = persona
+        self._system: str | None = None
 
     # -- prompts --------------------------------------------------------------
     def system_prompt(self) -> str:
         """The rules of the game (shared by every prompt, so it comes first)."""
+        if self._system is None:  # fixed by the constructor's arguments: rendered once
+            self._system = self._render_system()
+        return self._system
+
+    def _render_system(self) -> str:
         r = self.rules
         punish = (
             self.prompts.render("donor.punish_rules", fine=fmt_units(r.fine_per_unit))
@@ -240,14 +243,11 @@ class LLMDonor:
         names: Sequence[str],
     ) -> str:
         """The donation question of protocols §1."""
-        fields = {
-            "reasoning": "...",
-            "amount": f"<number from 0 to {fmt_units(obs.donor_resources)}>",
-        }
-        if obs.punishment_allowed:
-            fields["punish"] = "<true or false>"
-        answer = "{" + ", ".join(f'"{k}": {json.dumps(v)}' for k, v in fields.items()) + "}"
-        answer = answer.replace('"<', "<").replace('>"', ">")
+        punish = ', "punish": <true or false>' if obs.punishment_allowed else ""
+        answer = (
+            f'{{"reasoning": "...", "amount": <number from 0 to '
+            f"{fmt_units(obs.donor_resources)}>{punish}}}"
+        )
         punish_q = self.prompts.render("donor.punish_question") if obs.punishment_allowed else ""
         return self.prompts.render(
             "donor.donate",

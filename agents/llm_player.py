@@ -26,8 +26,6 @@ class MoveOutcome:
 class LLMPlayer:
     """Builds the rules + history prompt, asks for a choice, optionally predicts first."""
 
-    kind = "llm"
-
     def __init__(
         self,
         prompts: Prompts,
