@@ -131,13 +131,10 @@ class AxelrodStrategy(Strategy):
     ) -> None:
         cls = axelrod_player_class(player)
         if match_length is not None and (
-            isinstance(match_length, bool) or not isinstance(match_length, int | np.integer)
+            isinstance(match_length, bool)
+            or not isinstance(match_length, int | np.integer)
+            or match_length < 1
         ):
-            raise ValueError(
-                f"axelrod:{cls.name}: parameter 'match_length' must be a positive int or "
-                f"None, got {match_length!r}"
-            )
-        if match_length is not None and match_length < 1:
             raise ValueError(
                 f"axelrod:{cls.name}: parameter 'match_length' must be a positive int or "
                 f"None, got {match_length!r}"
@@ -180,10 +177,6 @@ class AxelrodStrategy(Strategy):
         self._cache: dict[int, _Entry] = {}
 
     # -- Strategy API ------------------------------------------------------------------------
-
-    @property
-    def stochastic(self) -> bool:
-        return self._stochastic
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

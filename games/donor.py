@@ -18,7 +18,6 @@ Percentages are in 0..100.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -457,12 +456,13 @@ class DonorGame:
         out: list[TraceEntry] = []
         who = agent
         while len(out) < depth:
-            turns = self._given[who]
-            # Rounds of turns are increasing: find the last one strictly before `before`.
-            k = bisect_left([self.history[t].round for t in turns], before) - 1
-            if k < 0:
+            # The agent's turns are in round order: take the last one before `before`.
+            last = next(
+                (t for t in reversed(self._given[who]) if self.history[t].round < before), None
+            )
+            if last is None:
                 break
-            ev = self.history[turns[k]]
+            ev = self.history[last]
             out.append(ev.trace_entry())
             who, before = ev.recipient, ev.round
         return out

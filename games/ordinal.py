@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 from functools import cache
 
-from games.twobytwo import Game2x2, pareto_optimal, pure_nash_equilibria
+from games.twobytwo import _CELLS, Game2x2, pareto_optimal, pure_nash_equilibria
 
 FAMILIES: tuple[str, ...] = (
     "win-win",
@@ -44,8 +44,6 @@ FAMILIES: tuple[str, ...] = (
     "biased",
     "second_best",
 )
-
-_CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 OrdinalKey = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from games.twobytwo import Game2x2
+from games.twobytwo import Game2x2, _check_action, _check_player
 
 
 def _check_moves(moves: np.ndarray, what: str) -> np.ndarray:
@@ -128,14 +128,10 @@ class RepeatedGameRules:
         metric: points won / this). The last axis is rounds; a 1-D input gives a float,
         a 2-D (matches, rounds) input an array of totals.
         """
-        if isinstance(player, bool) or player not in (0, 1):
-            raise ValueError(f"player must be 0 or 1, got {player!r}")
         moves = _check_moves(partner_moves, "partner_moves")
-        totals = self._best[player][moves].sum(axis=-1)
+        totals = self._best[_check_player(player)][moves].sum(axis=-1)
         return float(totals) if np.ndim(totals) == 0 else totals
 
     def label(self, action: int) -> str:
         """The neutral label of option ``action``."""
-        if isinstance(action, bool) or action not in (0, 1):
-            raise ValueError(f"action must be 0 or 1, got {action!r}")
-        return self.labels[action]
+        return self.labels[_check_action(action, "action")]

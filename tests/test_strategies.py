@@ -20,7 +20,7 @@ from agents.strategies import (
     make_strategy,
     strategy_names,
 )
-from tests.helpers import AXELROD_CLASSIFIER_KEYS
+from tests.helpers import AXELROD_CLASSIFIER_KEYS, ROOT
 
 DETERMINISTIC = [
     "always_cooperate",
@@ -526,10 +526,4 @@ def test_agents_package_does_not_import_the_runtime():
         "bad = [m for m in sys.modules if m == 'society' or m.startswith('society.')]\n"
         "assert not bad, bad\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(_repo_root()))
-
-
-def _repo_root():
-    from pathlib import Path
-
-    return Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(ROOT))
