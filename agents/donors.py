@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.params import Param, bind_params
+from agents.params import Param, Parameterised
 from games.donor import DonorAction, DonorObservation, TraceEntry
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-class DonorStrategy:
+class DonorStrategy(Parameterised):
     """Base class: a named, parameterised, stateless donor.
 
     Subclasses set ``name``, ``classifier`` and ``parameters`` (declared with
@@ -40,18 +40,7 @@ class DonorStrategy:
     ``donate`` and ``describe``. Each parameter becomes an attribute.
     """
 
-    name: ClassVar[str] = ""
     classifier: ClassVar[dict[str, Any]] = {}
-    parameters: ClassVar[dict[str, Param]] = {}
-
-    def __init__(self, **params: Any) -> None:
-        self._params = bind_params(self.name, self.parameters, params)
-        for key, value in self._params.items():
-            setattr(self, key, value)
-
-    def params(self) -> dict[str, Any]:
-        """The constructor parameters (defaults filled in)."""
-        return dict(self._params)
 
     def donate(self, obs: DonorObservation, rng: np.random.Generator) -> DonorAction:
         """The action for this observation."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["KINDS", "Param", "bind_params"]
+__all__ = ["KINDS", "Param", "Parameterised", "bind_params"]
 
 # kind -> closed numeric range; "move" is 0 (C / option A) or 1 (D / option B).
 KINDS: dict[str, tuple[float, float] | None] = {
@@ -78,3 +78,23 @@ def bind_params(owner: str, declared: Mapping[str, Param], given: Mapping[str, A
         name: spec.check(owner, name, given.get(name, spec.default))
         for name, spec in declared.items()
     }
+
+
+class Parameterised:
+    """Base of scripted policies: a ``name`` and declared ``parameters``.
+
+    The constructor binds its keyword arguments with :func:`bind_params`, and each
+    parameter becomes an attribute.
+    """
+
+    name: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, Param]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        self._params = bind_params(self.name, self.parameters, params)
+        for key, value in self._params.items():
+            setattr(self, key, value)
+
+    def params(self) -> dict[str, Any]:
+        """The constructor parameters (defaults filled in)."""
+        return dict(self._params)

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.params import Param, bind_params
+from agents.params import Param, Parameterised
 
 C, D = 0, 1
 
@@ -66,17 +66,11 @@ def _classifier(memory_depth: float, stochastic: bool = False) -> dict[str, Any]
 CLASSIFIER_KEYS: tuple[str, ...] = tuple(_classifier(0))
 
 
-class Strategy:
+class Strategy(Parameterised):
     """Base class of scripted strategies (see the module docstring for the contract)."""
 
     name: ClassVar[str] = "strategy"
     classifier: ClassVar[dict[str, Any]] = _classifier(float("inf"))
-    parameters: ClassVar[dict[str, Param]] = {}
-
-    def __init__(self, **params: Any) -> None:
-        self._params = bind_params(self.name, self.parameters, params)
-        for pname, value in self._params.items():
-            setattr(self, pname, value)
 
     @property
     def stochastic(self) -> bool:
@@ -85,10 +79,6 @@ class Strategy:
 
     def move(self, my: Sequence[int], their: Sequence[int], rng: np.random.Generator) -> int:
         raise NotImplementedError
-
-    def params(self) -> dict[str, Any]:
-        """The constructor parameters (defaults filled in)."""
-        return dict(self._params)
 
     def spec(self) -> dict[str, Any]:
         """A spec that ``make_strategy`` turns back into an equal strategy."""
