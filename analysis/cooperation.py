@@ -120,12 +120,15 @@ def conditional_cooperation(obj: Any, by: By = "agent_id") -> pd.DataFrame:
     """
     m = _paired(obj)
     keys = group_keys(m, by)
+    return _merge_all(_conditional_parts(m, keys), keys)
+
+
+def _conditional_parts(m: pd.DataFrame, keys: list[str]) -> list[pd.DataFrame]:
     prev = m["partner_prev"]
-    parts = [
+    return [
         _cond(m, prev.eq(True) & prev.notna(), keys, "p_c_after_c", True),
         _cond(m, prev.eq(False) & prev.notna(), keys, "p_c_after_d", True),
     ]
-    return _merge_all(parts, keys)
 
 
 def forgiveness_retaliation(obj: Any, by: By = "agent_id") -> pd.DataFrame:
@@ -136,24 +139,27 @@ def forgiveness_retaliation(obj: Any, by: By = "agent_id") -> pd.DataFrame:
     """
     m = _paired(obj)
     keys = group_keys(m, by)
+    return _merge_all(_forgiveness_parts(m, keys), keys)
+
+
+def _forgiveness_parts(m: pd.DataFrame, keys: list[str]) -> list[pd.DataFrame]:
     p1, p2 = m["partner_prev"], m["partner_prev2"]
     returned = p1.eq(True) & p1.notna() & p2.eq(False) & p2.notna()
     defected = p1.eq(False) & p1.notna()
-    parts = [
+    return [
         _cond(m, returned, keys, "forgiveness", True),
         _cond(m, defected, keys, "retaliation", False),
     ]
-    return _merge_all(parts, keys)
 
 
-# Defaults of the presets in games/twobytwo.py (analysis may not import games).
-_SYMMETRIC_PRESETS = {
-    "prisoners_dilemma": {"R": 8.0, "S": 0.0, "T": 10.0, "P": 5.0},
-    "prisoners_dilemma_classic": {"R": 3.0, "S": 0.0, "T": 5.0, "P": 1.0},
-    "stag_hunt": {"R": 4.0, "S": 0.0, "T": 3.0, "P": 2.0},
-    "chicken": {"R": 3.0, "S": 1.0, "T": 4.0, "P": 0.0},
-    "harmony": {"R": 4.0, "S": 2.0, "T": 3.0, "P": 1.0},
-}
+def reciprocity(obj: Any, by: By = "agent_id") -> pd.DataFrame:
+    """``conditional_cooperation`` and ``forgiveness_retaliation`` in one frame.
+
+    Pairs each move with the partner's moves once for all four rates.
+    """
+    m = _paired(obj)
+    keys = group_keys(m, by)
+    return _merge_all(_conditional_parts(m, keys) + _forgiveness_parts(m, keys), keys)
 
 
 def payoff_matrix(source: Any) -> np.ndarray:
@@ -186,8 +192,17 @@ def _matrix_from_game(game: Any) -> np.ndarray:
     for key in ("payoffs", "payoff_matrix", "matrix"):
         if game.get(key) is not None:  # a resolved scenario holds `payoffs: null`
             return payoff_matrix(game[key])
+    # The rules of named games live in the pure `games` package (not the runtime).
+    from games.ordinal import ordinal_games
+    from games.twobytwo import PRESETS, preset
+
     if isinstance(game.get("ordinal"), str):
-        return _ordinal_matrix(game["ordinal"])
+        named = {g.name: g for g in ordinal_games()}
+        if game["ordinal"] not in named:
+            raise ValueError(
+                f"unknown ordinal game {game['ordinal']!r} (see games.ordinal_games())"
+            )
+        return np.array(named[game["ordinal"]].payoffs, dtype=float)
     params = dict(game.get("params") or {})
     params.update({k: game[k] for k in ("R", "S", "T", "P") if k in game})
     name = next(
@@ -198,27 +213,14 @@ def _matrix_from_game(game: Any) -> np.ndarray:
         ),
         None,
     )
-    if name == "battle_of_the_sexes":
-        hi, lo, miss = (float(params.get(k, d)) for k, d in (("high", 10), ("low", 7), ("miss", 0)))
-        return np.array([[[hi, lo], [miss, miss]], [[miss, miss], [lo, hi]]], dtype=float)
-    base = dict(_SYMMETRIC_PRESETS.get(name or "", {}))
-    base.update({k: float(v) for k, v in params.items() if k in ("R", "S", "T", "P")})
-    if set(base) != {"R", "S", "T", "P"}:
-        raise ValueError(
-            f"cannot find the payoff matrix in the scenario's game {game!r}; pass payoffs="
-        )
-    R, S, T, P = base["R"], base["S"], base["T"], base["P"]
-    return np.array([[[R, R], [S, T]], [[T, S], [P, P]]], dtype=float)
-
-
-def _ordinal_matrix(name: str) -> np.ndarray:
-    # The game's rules live in the pure `games` package (no runtime import).
-    from games.ordinal import ordinal_games
-
-    for g in ordinal_games():
-        if g.name == name:
-            return np.array(g.payoffs, dtype=float)
-    raise ValueError(f"unknown ordinal game {name!r} (see games.ordinal_games())")
+    if name in PRESETS:
+        return np.array(preset(name, **params).payoffs, dtype=float)
+    if {"R", "S", "T", "P"} <= set(params):  # a symmetric game given by its payoffs
+        R, S, T, P = (float(params[k]) for k in ("R", "S", "T", "P"))
+        return np.array([[[R, R], [S, T]], [[T, S], [P, P]]], dtype=float)
+    raise ValueError(
+        f"cannot find the payoff matrix in the scenario's game {game!r}; pass payoffs="
+    )
 
 
 def _own(M: np.ndarray, role: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -295,7 +295,9 @@ def _repeated(rep: Report, run: Any, figs: Any) -> None:
         "p_c_after_c / p_c_after_d: P(cooperate | partner's previous move C / D); "
         "forgiveness: P(C | partner went D then back to C); retaliation: P(D | partner's D)."
     )
-    cond = _guarded(rep, sec, "conditional cooperation", lambda: _conditional(run))
+    cond = _guarded(
+        rep, sec, "conditional cooperation", lambda: cooperation.reciprocity(run, by="strategy")
+    )
     if cond is not None:
         rep.table(sec, "conditional_cooperation", "Reciprocity per strategy", cond)
     score = _guarded(rep, sec, "score vs max", lambda: cooperation.score_vs_max(run, by="grp"))
@@ -337,14 +339,6 @@ def _coop_by_group(run: Any) -> pd.DataFrame:
 
     g = cooperation.cooperation_rate(run, ["grp", "strategy"])
     return g.sort_values("rate", ascending=False)
-
-
-def _conditional(run: Any) -> pd.DataFrame:
-    from analysis import cooperation
-
-    a = cooperation.conditional_cooperation(run, by="strategy")
-    b = cooperation.forgiveness_retaliation(run, by="strategy")
-    return a.merge(b, on="strategy", how="outer")
 
 
 def _tipping(
@@ -606,8 +600,7 @@ def _donor(rep: Report, run: Any, figs: Any) -> None:
 def _donation_per_round(run: Any) -> pd.Series:
     from analysis import cooperation
 
-    d = cooperation.donations(run)
-    return d[~d["punish"]].groupby("round")["fraction"].mean()
+    return cooperation.donation_fraction(run, "round").set_index("round")["mean_fraction"]
 
 
 def _donation_fig(fg: pd.DataFrame | None) -> Any:

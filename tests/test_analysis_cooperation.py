@@ -134,6 +134,23 @@ def test_forgiveness_and_retaliation():
     assert out.loc[2, "retaliation"] == 0.0
 
 
+def test_reciprocity_holds_both_tables():
+    out = coop.reciprocity(decisions(), "agent_id").set_index("agent_id")
+    assert out.loc[1, ["p_c_after_c", "p_c_after_d", "forgiveness", "retaliation"]].tolist() == [
+        1.0,
+        0.5,
+        1.0,
+        0.5,
+    ]
+    assert out.loc[2, ["p_c_after_c", "p_c_after_d", "forgiveness", "retaliation"]].tolist() == [
+        0.0,
+        1.0,
+        0.0,
+        0.0,
+    ]
+    assert out.loc[2, "n_p_c_after_c"] == 3 and out.loc[1, "n_retaliation"] == 2
+
+
 def test_previous_move_does_not_cross_games():
     d = decisions()
     d["game"] = [0] * 6 + [1] * 4  # rounds 4-5 are a new match
