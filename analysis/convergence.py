@@ -3,7 +3,6 @@ stabilisation, lexical turnover, individual inertia and influence (protocols §6
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from .drift import Embedder, action_labels, default_embedder
+from .drift import _WORD, Embedder, _cos, action_labels, default_embedder
 from .run import frame, group_keys
 
 __all__ = [
@@ -171,14 +170,6 @@ def semantic_stabilisation(
     return out
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan")
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
 def ngrams(text: str, n: int = 1) -> set[str]:
     """The set of lower-cased word n-grams of ``text``."""
     w = _WORD.findall(str(text).lower())
@@ -284,10 +275,14 @@ def interaction_graph(
     it = _interactions(obj)
     if period is not None and at is not None:
         it = it[it[period] == at]
+    return _graph(it, weight)
+
+
+def _graph(it: pd.DataFrame, weight: str) -> nx.DiGraph:
+    """Directed source -> target graph of interactions, weighted by 'count' or 'value'."""
     agg = it.groupby(["source", "target"]).agg(count=("value", "size"), value=("value", "sum"))
     g = nx.DiGraph()
-    for (s, t), r in agg.iterrows():
-        g.add_edge(int(s), int(t), weight=float(r[weight]))
+    g.add_weighted_edges_from((int(s), int(t), float(w)) for (s, t), w in agg[weight].items())
     return g
 
 
@@ -306,12 +301,7 @@ def pagerank_table(
     rows = []
     for key, part in it.groupby(keys, observed=True, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        agg = part.groupby(["source", "target"]).agg(
-            count=("value", "size"), value=("value", "sum")
-        )
-        g = nx.DiGraph()
-        g.add_weighted_edges_from((int(s), int(t), float(w)) for (s, t), w in agg[weight].items())
-        pr = nx.pagerank(g, alpha=alpha, weight="weight")
+        pr = nx.pagerank(_graph(part, weight), alpha=alpha, weight="weight")
         for node, score in pr.items():
             rows.append({**dict(zip(keys, key, strict=True)), "agent_id": node, "pagerank": score})
     return pd.DataFrame(rows)
