@@ -108,7 +108,8 @@ def build_store(run_dir: Path, decisions: int, agents: int, seed: int = 0) -> in
                 for i, j, m, v in zip(ids, pids, mv, pay, strict=True)
             ]
         last = rs[-1]
-        # Intermediate rounds of the batch: their `rounds` rows go in the same transaction.
+        # Intermediate rounds of the batch: their `rounds` rows (written before the
+        # commit of the batch's last round, which carries its decisions and events).
         store.conn.executemany(
             "INSERT INTO rounds VALUES (?, 0, 0, ?, ?, 0.001)",
             [(r, r, agents) for r in rs[:-1]],

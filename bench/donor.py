@@ -21,26 +21,20 @@ a few minutes on 2 CPU cores; `--full` plays one generation of the paper's size
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import sys
 import tempfile
 import time
-from itertools import groupby
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.chat import ChatRequest  # noqa: E402
+from bench.llm_throughput import recorded_batches  # noqa: E402
 from society.backends import make_backend  # noqa: E402
 from society.runner import start_run  # noqa: E402
 from society.scenario import load_scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _request(messages: str, params: str) -> ChatRequest:
-    return ChatRequest.from_params(json.loads(messages), json.loads(params))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,41 +77,35 @@ def main(argv: list[str] | None = None) -> int:
         n_dec = conn.execute(
             "SELECT COUNT(*) FROM decisions WHERE llm_call_id IS NOT NULL"
         ).fetchone()[0]
-        calls = conn.execute(
-            "SELECT round, purpose, messages, params, reply FROM llm_calls ORDER BY id"
-        ).fetchall()
         invalid = conn.execute(
             "SELECT AVG(valid = 0) FROM decisions WHERE kind='donate' AND llm_call_id IS NOT NULL"
         ).fetchone()[0]
         conn.close()
-    # The Decider's batches: per step, first requests, then the repairs.
-    batches = []
-    for _, group in groupby(calls, key=lambda c: (c[0], str(c[1]).endswith(":repair"))):
-        batches.append(list(group))
+        batches = recorded_batches(Path(tmp) / "run")
+    n_calls = sum(len(requests) for requests, _ in batches)
     backend = make_backend(cfg.kind, cfg.model, **cfg.backend_options())
     try:
-        backend.generate([_request(calls[0][2], calls[0][3])])  # warm-up (not timed)
+        backend.generate(batches[0][0][:1])  # warm-up (not timed)
         raw = 0.0
         same = 0
         completion = 0
-        for batch in batches:
-            reqs = [_request(c[2], c[3]) for c in batch]
+        for requests, recorded in batches:
             t = time.perf_counter()
-            replies = backend.generate(reqs)
+            replies = backend.generate(requests)
             raw += time.perf_counter() - t
-            same += sum(r.text == c[4] for r, c in zip(replies, batch, strict=True))
+            same += sum(r.text == text for r, text in zip(replies, recorded, strict=True))
             completion += sum(r.completion_tokens for r in replies)
     finally:
         backend.close()
     sim_rate = n_dec / steps
     raw_rate = n_dec / raw
     print(f"  run wall time (incl. model load): {total:.1f}s; status {result.status}")
-    print(f"  LLM decisions: {n_dec} ({len(calls)} calls in {len(batches)} batches)")
+    print(f"  LLM decisions: {n_dec} ({n_calls} calls in {len(batches)} batches)")
     print(f"  donation invalid rate (fallback): {invalid or 0:.1%}")
     print(f"  simulator: {steps:.1f}s stepping -> {sim_rate:.3f} decisions/s")
     print(f"  raw backend, same prompts and batches: {raw:.1f}s -> {raw_rate:.3f} decisions/s")
     print(f"  ratio simulator/raw: {sim_rate / raw_rate:.3f}")
-    print(f"  identical replies on replay: {same}/{len(calls)}; raw completion tokens {completion}")
+    print(f"  identical replies on replay: {same}/{n_calls}; raw completion tokens {completion}")
     for gen, wall in per_gen:
         print(f"  generation {gen + 1}: {wall:.1f}s wall")
     return 0
