@@ -125,6 +125,7 @@ def resume_run(run_dir: str | Path, *, quiet: bool = False) -> RunResult:
     checkpoint = store.last_checkpoint()
     if checkpoint is not None:
         sim.set_state(pickle.loads(checkpoint[1]))
+        sim.restore(store)
     last_call = store.conn.execute("SELECT MAX(id) FROM llm_calls").fetchone()[0] or 0
     try:
         backends = open_backends(scenario) if not sim.done else {}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from society.decide import Decider
 from society.scenario import Scenario
+
+if TYPE_CHECKING:
+    from society.store import RunStore
 
 
 @dataclass
@@ -49,8 +52,12 @@ class Simulation(ABC):
 
     @abstractmethod
     def get_state(self) -> dict[str, Any]:
-        """Everything needed to continue exactly from here (picklable)."""
+        """Everything needed to continue exactly from here (picklable), except what
+        `restore` reads back from the run store."""
 
     @abstractmethod
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a state made by `get_state`."""
+
+    def restore(self, store: RunStore) -> None:  # noqa: B027 - optional; most keep nothing
+        """After `set_state`: rebuild what the committed rows already hold (default: nothing)."""

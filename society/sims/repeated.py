@@ -9,8 +9,8 @@ decision of a round go to the backend as one batch.
 
 from __future__ import annotations
 
-from itertools import repeat
-from typing import Any
+from itertools import groupby, repeat
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from society.network import build_network
 from society.population import agent_row, build_members
 from society.scenario import Repeated2x2Config, Scenario
 from society.sims.base import Simulation, StepRecord
+
+if TYPE_CHECKING:
+    from society.store import RunStore
 
 MOVE = ("C", "D")
 
@@ -237,15 +240,33 @@ class RepeatedGameSim(Simulation):
         return Job.for_member(self.members[me], pol.decide(obs, tags))
 
     def get_state(self) -> dict[str, Any]:
-        return {
-            "rng": self.rng.bit_generator.state,
-            "round": self.round,
-            "hist": self.hist,
-            "lengths": self.lengths,
-        }
+        # The move histories are left out: they grow every step (pickling them each step
+        # made checkpoints quadratic in the run's length) and every played move is in
+        # the events table already, from which `restore` rebuilds them.
+        return {"rng": self.rng.bit_generator.state, "round": self.round, "lengths": self.lengths}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.round = state["round"]
-        self.hist = state["hist"]
         self.lengths = state["lengths"]
+        self.hist = {pair: ([], []) for pair in self.lengths}  # filled by `restore`
+
+    def restore(self, store: RunStore) -> None:
+        """Rebuild the move histories from the committed payoff events.
+
+        A step writes its payoff rows side by side: first (i, j) for every active pair
+        (i, j), then (j, i) in the same order, so the first half of a round's rows are
+        the row players' moves and the second half the column players'.
+        """
+        rows = store.conn.execute(
+            "SELECT round, agent_id, partner_id, action FROM events"
+            " WHERE kind = 'payoff' ORDER BY id"
+        ).fetchall()
+        code = {m: k for k, m in enumerate(MOVE)}
+        for _, group in groupby(rows, key=lambda row: row[0]):
+            step = list(group)
+            half = len(step) // 2
+            for _, a, b, action in step[:half]:
+                self.hist[(a, b)][0].append(code[action])
+            for _, a, b, action in step[half:]:
+                self.hist[(b, a)][1].append(code[action])
