@@ -18,7 +18,8 @@ def _open(run_dir: Path) -> sqlite3.Connection:
     path = run_dir / DB_NAME if run_dir.is_dir() else run_dir
     if not path.exists():
         raise UserError(f"{run_dir}: no run store ({DB_NAME}) here")
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # as_uri() quotes '?', '#' and '%' in the path, which a bare "file:" URI would misread.
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
 def _q(conn: sqlite3.Connection, sql: str) -> pd.DataFrame:

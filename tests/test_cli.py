@@ -21,6 +21,15 @@ def test_run_then_show(tmp_path):
         assert word in show.stdout
 
 
+def test_show_reads_a_run_whose_path_has_uri_characters(tmp_path):
+    f = write_scenario(tmp_path / "s.yaml", ipd_scenario())
+    out = tmp_path / "odd run?#%41"
+    assert society("run", str(f), "--out", str(out), "--quiet").returncode == 0
+    show = society("show", str(out))
+    assert show.returncode == 0, show.stderr
+    assert "status         finished" in show.stdout
+
+
 def test_quiet_run_prints_one_line(tmp_path):
     f = write_scenario(tmp_path / "s.yaml", ipd_scenario())
     res = society("run", str(f), "--out", str(tmp_path / "r"), "--quiet")
