@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .drift import _WORD, Embedder, _cos, action_labels, default_embedder
-from .run import frame, group_keys
+from .run import frame, group_keys, iter_groups
 
 __all__ = [
     "entropy",
@@ -125,9 +125,8 @@ def strategy_consensus(
     vecs = emb.embed(list(texts[text].astype(str)))
     keys = group_keys(texts, by)
     rows = []
-    for key, g in texts.groupby(keys, observed=True, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(keys, key, strict=True))
+    for labels, g in iter_groups(texts, keys):
+        row = dict(labels)
         norm = g[text].astype(str).str.strip().str.lower()
         row.update(
             n=len(g),
@@ -153,14 +152,12 @@ def semantic_stabilisation(
     vecs = emb.embed(list(texts[text].astype(str)))
     keys = group_keys(texts, [])
     rows = []
-    grouped = texts.groupby(keys, observed=True, sort=True) if keys else [((), texts)]
-    for key, gg in grouped:
-        key = key if isinstance(key, tuple) else (key,)
+    for labels, gg in iter_groups(texts, keys):
         prev = None
         for t, g in gg.groupby(period, sort=True):
             v = vecs[g.index.to_numpy()]
             c = v.mean(axis=0)
-            row = dict(zip(keys, key, strict=True))
+            row = dict(labels)
             row.update({period: t, "n": len(g), "within_similarity": _mean_pairwise(v)})
             row["centroid_similarity"] = _cos(c, prev) if prev is not None else np.nan
             rows.append(row)
@@ -184,13 +181,11 @@ def lexical_turnover(
     first period)."""
     keys = group_keys(texts, [])
     rows = []
-    grouped = texts.groupby(keys, observed=True, sort=True) if keys else [((), texts)]
-    for key, gg in grouped:
-        key = key if isinstance(key, tuple) else (key,)
+    for labels, gg in iter_groups(texts, keys):
         prev: set[str] | None = None
         for t, g in gg.groupby(period, sort=True):
             cur: set[str] = set().union(*(ngrams(x, n) for x in g[text]))
-            row = dict(zip(keys, key, strict=True))
+            row = dict(labels)
             row.update({period: t, "n_ngrams": len(cur)})
             if prev is None:
                 row["birth"], row["death"] = np.nan, np.nan
@@ -220,15 +215,14 @@ def individual_inertia(
     g_all = vecs.mean(axis=0)
     keys = group_keys(texts, agent)
     rows = []
-    for key, g in texts.groupby(keys, observed=True, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for labels, g in iter_groups(texts, keys):
         g = g.sort_values(time, kind="stable")
         k = int(np.ceil(len(g) * split))
         if k < 1 or k >= len(g):
             continue  # needs at least one early and one late text
         early = vecs[g.index.to_numpy()[:k]].mean(axis=0)
         late = vecs[g.index.to_numpy()[k:]].mean(axis=0)
-        row = dict(zip(keys, key, strict=True))
+        row = dict(labels)
         row.update(
             n=len(g),
             drift=1 - _cos(early, late),
@@ -299,11 +293,10 @@ def pagerank_table(
     it = _interactions(obj)
     keys = group_keys(it, period)
     rows = []
-    for key, part in it.groupby(keys, observed=True, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for labels, part in iter_groups(it, keys):
         pr = nx.pagerank(_graph(part, weight), alpha=alpha, weight="weight")
         for node, score in pr.items():
-            rows.append({**dict(zip(keys, key, strict=True)), "agent_id": node, "pagerank": score})
+            rows.append({**labels, "agent_id": node, "pagerank": score})
     return pd.DataFrame(rows)
 
 
@@ -317,14 +310,12 @@ def influence(
         return pd.DataFrame(columns=[period, "top_k_share", "top", "persistence"])
     keys = group_keys(pr, [])
     rows = []
-    grouped = pr.groupby(keys, observed=True, sort=True) if keys else [((), pr)]
-    for key, gg in grouped:
-        key = key if isinstance(key, tuple) else (key,)
+    for labels, gg in iter_groups(pr, keys):
         prev: set[int] | None = None
         for t, g in gg.groupby(period, sort=True):
             g = g.sort_values(["pagerank", "agent_id"], ascending=[False, True])
             top = [int(a) for a in g["agent_id"].head(k)]
-            row = dict(zip(keys, key, strict=True))
+            row = dict(labels)
             row.update(
                 {
                     period: t,

@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from .run import frame, group_keys
+from .run import frame, group_keys, iter_groups
 
 __all__ = [
     "Embedder",
@@ -244,7 +244,7 @@ def action_drift(
         ref = np.array([float(reference.get(a, 0.0)) for a in actions])
         ref = ref / ref.sum()
     rows = []
-    for key, g in d.groupby(keys, observed=True, sort=True):
+    for labels, g in iter_groups(d, keys):
         counts = pd.crosstab(g["round"], g["_a"]).reindex(columns=actions, fill_value=0)
         counts = counts.reindex(range(counts.index.min(), counts.index.max() + 1), fill_value=0)
         roll = counts.rolling(window, min_periods=window).sum().dropna()
@@ -255,9 +255,8 @@ def action_drift(
         base = ref if ref is not None else p[0]
         dist = dist_fn(p, base[None, :])
         dist = np.where(n > 0, dist, np.nan)  # an empty window has no distribution
-        key = key if isinstance(key, tuple) else (key,)
         part = pd.DataFrame({"round": roll.index.to_numpy(), "distance": dist, "n": n})
-        for k, v in zip(keys, key, strict=True):
+        for k, v in labels.items():
             part.insert(len(part.columns) - 3, k, v)
         rows.append(part)
     out = (
@@ -339,14 +338,11 @@ def semantic_drift(
     ref_c = vecs[len(all_texts) :].mean(axis=0) if ref_list else None
     vecs = vecs[: len(all_texts)]
     rows = []
-    grouped = texts.groupby(keys, observed=True, sort=True) if keys else [((), texts)]
-    for key, g in grouped:
-        key = key if isinstance(key, tuple) else (key,)
+    for labels, g in iter_groups(texts, keys):
         first = prev = None
         for t, gt in g.groupby(time, sort=True):
             c = vecs[gt.index.to_numpy()].mean(axis=0)
-            row = dict(zip(keys, key, strict=True))
-            row.update({time: t, "n": len(gt)})
+            row = {**labels, time: t, "n": len(gt)}
             first = c if first is None else first
             row["drift_from_first"] = 1 - _cos(c, first)
             row["drift_from_prev"] = 1 - _cos(c, prev) if prev is not None else np.nan

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -424,6 +424,17 @@ def summarize_across(
     out["ci_low"] = out["mean"] - tcrit * sem
     out["ci_high"] = out["mean"] + tcrit * sem
     return out
+
+
+def iter_groups(
+    df: pd.DataFrame, keys: Sequence[str]
+) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
+    """Each group of ``keys`` (sorted) as ({key: value}, rows); no keys: the whole frame."""
+    if not keys:
+        yield {}, df
+        return
+    for key, g in df.groupby(list(keys), observed=True, sort=True):
+        yield dict(zip(keys, key, strict=True)), g
 
 
 def group_keys(df: pd.DataFrame, by: str | Sequence[str] | None) -> list[str]:
