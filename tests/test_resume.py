@@ -101,56 +101,14 @@ def test_resume_in_process_after_interrupted_loop(tmp_path, monkeypatch):
     """A run stopped between steps (not killed) resumes to the same store."""
     data = big_scenario()
     data["game"]["rounds"] = 12
+    interrupt_resume_compare(data, 4, tmp_path, monkeypatch)
+
+
+def interrupt_resume_compare(data: dict, cut: int, tmp_path: Path, monkeypatch) -> None:
+    """Stop a run (KeyboardInterrupt) after `cut` committed steps, resume it, and check
+    its store against an uninterrupted run's, row for row."""
     import society.runner as runner
 
-    calls = {"n": 0}
-    real = runner.RunStore.commit_round
-
-    def flaky(self, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(runner.RunStore, "commit_round", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        start_run(resolve(data, "s"), tmp_path / "a", quiet=True)
-    monkeypatch.setattr(runner.RunStore, "commit_round", real)
-    assert committed_rounds(tmp_path / "a") == 4
-    resume_run(tmp_path / "a", quiet=True)
-    start_run(resolve(data, "s"), tmp_path / "b", quiet=True)
-    assert_same_store(tmp_path / "a", tmp_path / "b")
-
-
-@pytest.mark.parametrize(
-    "extra",
-    [
-        {"matching": {"kind": "round_robin", "self_play": True}},
-        {"matching": {"kind": "random"}},
-        {"game": {"continuation": 0.8}},
-        {"matching": {"kind": "round_robin"}, "game": {"continuation": 0.9, "noise": 0.2}},
-    ],
-    ids=["self_play", "random_pairs", "continuation", "round_robin_noisy"],
-)
-@pytest.mark.parametrize("cut", [1, 3, 7])
-def test_move_histories_rebuilt_from_the_store(tmp_path, monkeypatch, extra, cut):
-    """Histories are not in the checkpoint: resume rebuilds them from the payoff events."""
-    import society.runner as runner
-
-    data = {
-        "name": "hist",
-        "seed": 5,
-        "population": {
-            "groups": [
-                {"name": "tft", "count": 2, "strategy": "tit_for_tat"},
-                {"name": "wsls", "count": 2, "strategy": "win_stay_lose_shift"},
-                {"name": "grim", "count": 1, "strategy": "grim_trigger"},
-                {"name": "rnd", "count": 1, "strategy": {"name": "random", "p": 0.5}},
-            ]
-        },
-        "game": {"kind": "repeated_2x2", "rounds": 10, "noise": 0.1, **extra.get("game", {})},
-        **{k: v for k, v in extra.items() if k != "game"},
-    }
     real = runner.RunStore.commit_round
     calls = {"n": 0}
 
@@ -168,3 +126,33 @@ def test_move_histories_rebuilt_from_the_store(tmp_path, monkeypatch, extra, cut
     resume_run(tmp_path / "cut", quiet=True)
     start_run(resolve(data, "s"), tmp_path / "full", quiet=True)
     assert_same_store(tmp_path / "cut", tmp_path / "full")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"matching": {"kind": "round_robin", "self_play": True}},
+        {"matching": {"kind": "random"}},
+        {"game": {"continuation": 0.8}},
+        {"matching": {"kind": "round_robin"}, "game": {"continuation": 0.9, "noise": 0.2}},
+    ],
+    ids=["self_play", "random_pairs", "continuation", "round_robin_noisy"],
+)
+@pytest.mark.parametrize("cut", [1, 3, 7])
+def test_move_histories_rebuilt_from_the_store(tmp_path, monkeypatch, extra, cut):
+    """Histories are not in the checkpoint: resume rebuilds them from the payoff events."""
+    data = {
+        "name": "hist",
+        "seed": 5,
+        "population": {
+            "groups": [
+                {"name": "tft", "count": 2, "strategy": "tit_for_tat"},
+                {"name": "wsls", "count": 2, "strategy": "win_stay_lose_shift"},
+                {"name": "grim", "count": 1, "strategy": "grim_trigger"},
+                {"name": "rnd", "count": 1, "strategy": {"name": "random", "p": 0.5}},
+            ]
+        },
+        "game": {"kind": "repeated_2x2", "rounds": 10, "noise": 0.1, **extra.get("game", {})},
+        **{k: v for k, v in extra.items() if k != "game"},
+    }
+    interrupt_resume_compare(data, cut, tmp_path, monkeypatch)
