@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["KINDS", "Param", "Parameterised", "bind_params"]
+__all__ = ["KINDS", "Param", "Parameterised", "bind_params", "parse_spec"]
 
 # kind -> closed numeric range; "move" is 0 (C / option A) or 1 (D / option B).
 KINDS: dict[str, tuple[float, float] | None] = {
@@ -98,3 +98,38 @@ class Parameterised:
     def params(self) -> dict[str, Any]:
         """The constructor parameters (defaults filled in)."""
         return dict(self._params)
+
+    def spec(self) -> dict[str, Any]:
+        """The policy as plain data, ``{"name": ..., **params}``, which the game's spec
+        parser turns back into an equal policy (stored, and copied by evolution)."""
+        return {"name": self.name, **self.params()}
+
+
+def parse_spec(spec: Any, what: str = "strategy") -> tuple[str, dict[str, Any]]:
+    """The (name, parameters) of a scripted-policy spec, for every game alike.
+
+    ``spec`` is a registered name (``"tit_for_tat"``), or a mapping with a ``name`` and
+    the parameters inline (``{"name": "random", "p": 0.3}``), under ``params``
+    (``{"name": "random", "params": {"p": 0.3}}``), or both (a key given twice is an
+    error). ``what`` names the kind of policy in error messages.
+
+    Raises:
+        ValueError: a spec of another shape, a missing or non-text name, duplicate keys.
+    """
+    if isinstance(spec, str):
+        return spec, {}
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{what} spec must be a name or a mapping with a 'name', got {spec!r}")
+    if "name" not in spec:
+        raise ValueError(f"{what} spec needs a 'name', got {dict(spec)!r}")
+    name = spec["name"]
+    if not isinstance(name, str):
+        raise ValueError(f"{what} name must be a string, got {name!r}")
+    inline = {k: v for k, v in spec.items() if k not in ("name", "params")}
+    nested = spec.get("params") or {}
+    if not isinstance(nested, Mapping):
+        raise ValueError(f"{what} 'params' must be a mapping, got {nested!r}")
+    overlap = sorted(set(inline) & set(nested))
+    if overlap:
+        raise ValueError(f"{what} parameter(s) {overlap} given twice")
+    return name, {**inline, **nested}
