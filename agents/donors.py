@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.params import Param, Parameterised
+from agents.params import Param, Parameterised, parse_spec
 from games.donor import DonorAction, DonorObservation, TraceEntry
+from games.protocol import Turn
 
 __all__ = [
     "DONOR_STRATEGIES",
@@ -49,6 +50,10 @@ class DonorStrategy(Parameterised):
     def describe(self) -> str:
         """One sentence, starting "My strategy will be", used as the agent's strategy text."""
         raise NotImplementedError
+
+    def act(self, turn: Turn, rng: np.random.Generator) -> DonorAction:
+        """The game protocol's scripted-policy call: the donation for this turn."""
+        return self.donate(turn.observation, rng)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
@@ -239,22 +244,7 @@ def make_donor_strategy(spec: str | Mapping[str, Any] | DonorStrategy) -> DonorS
     """
     if isinstance(spec, DonorStrategy):
         return spec
-    if isinstance(spec, str):
-        name, params = spec, {}
-    elif isinstance(spec, Mapping):
-        if "name" not in spec:
-            raise ValueError(f"donor strategy spec needs a 'name', got {dict(spec)!r}")
-        name = spec["name"]
-        rest = {k: v for k, v in spec.items() if k not in ("name", "params")}
-        nested = spec.get("params") or {}
-        if not isinstance(nested, Mapping):
-            raise ValueError(f"donor strategy 'params' must be a mapping, got {nested!r}")
-        overlap = sorted(set(rest) & set(nested))
-        if overlap:
-            raise ValueError(f"donor strategy parameter(s) {overlap} given twice")
-        params = {**rest, **nested}
-    else:
-        raise ValueError(f"donor strategy spec must be a name or a mapping, got {spec!r}")
+    name, params = parse_spec(spec, "donor strategy")
     cls = DONOR_STRATEGIES.get(name) if isinstance(name, str) else None
     if cls is None:
         valid = ", ".join(sorted(DONOR_STRATEGIES))

@@ -71,6 +71,15 @@ def enum_parser(field: str, options: list[str]) -> Callable[[str], str]:
 
 
 @dataclass(frozen=True)
+class Advice:
+    """One survivor's strategy shown to newcomers (advice inheritance), with its score."""
+
+    name: str
+    strategy: str
+    score: float
+
+
+@dataclass(frozen=True)
 class Asked:
     """What one question to the LLM produced: the value, or None when invalid."""
 

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.chat import ChatReply, ChatRequest
-from agents.llm import Ask, InvalidReply, ask, parse_json_object
+from agents.llm import Advice, Ask, InvalidReply, ask, parse_json_object
 from agents.prompts import Prompts
-from games.donor import DonorObservation, DonorRules, TraceEntry
+from games.donor import DonorAction, DonorObservation, DonorRules, TraceEntry
+from games.protocol import Answer, Turn
 
 STRATEGY_PREFIX = "My strategy will be"
 FALLBACK_STRATEGY = "My strategy will be to decide each donation as I see fit."
@@ -70,15 +71,6 @@ def extract_strategy(text: str) -> tuple[str, bool]:
     if sentences:
         return " ".join(sentences[-1].split())[:600], False
     return FALLBACK_STRATEGY, False
-
-
-@dataclass(frozen=True)
-class Advice:
-    """One survivor's strategy shown to newcomers, with its score (fitness)."""
-
-    name: str
-    strategy: str
-    score: float
 
 
 @dataclass(frozen=True)
@@ -328,3 +320,28 @@ class LLMDonor:
             return DonationOutcome(0.0, False, False)
         v = asked.value
         return DonationOutcome(v["amount"], v["punish"], True, v["reasoning"])
+
+    # -- the game protocol --------------------------------------------------------
+    def answer(self, turn: Turn, me: Any, tags: dict[str, Any]) -> Ask[Answer]:
+        """The protocol's LLM call for a donation turn; ``me`` is the acting agent (its
+        prompt name, strategy text, 0-based generation and the roster of names)."""
+        out = yield from self.donate(
+            turn.observation,
+            name=me.display,
+            strategy=me.strategy,
+            generation=me.generation + 1,
+            names=me.roster,
+            tags=tags,
+        )
+        if not out.valid:
+            return Answer(None, False)
+        return Answer(DonorAction(out.amount, out.punish), True, {"reasoning": out.reasoning})
+
+    def state_strategy(
+        self, me: Any, advice: Sequence[Advice] | None, tags: dict[str, Any]
+    ) -> Ask[Answer]:
+        """The strategy step's LLM call: the strategy text (invalid when not as asked)."""
+        out = yield from self.write_strategy(
+            name=me.display, generation=me.generation + 1, advice=advice, tags=tags
+        )
+        return Answer(out.text, out.valid)

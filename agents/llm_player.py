@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from agents.chat import ChatRequest
 from agents.llm import Ask, Asked, ask, enum_parser, enum_schema
 from agents.prompts import Prompts
 from games.observation import RepeatedObservation
+from games.protocol import Answer, Turn
 
 
 def _points(x: float) -> str:
@@ -129,6 +131,13 @@ class LLMPlayer:
         asked = yield from self._ask(messages, "choice", shown, labels, tags, "move")
         move = labels.index(asked.value) if asked.valid else None
         return MoveOutcome(move, asked.valid, prediction)
+
+    def answer(self, turn: Turn, me: Any, tags: dict[str, Any]) -> Ask[Answer]:
+        """The protocol's LLM call for a move turn; a prediction asked first is kept as
+        the decision's data (its option index)."""
+        out = yield from self.decide(turn.observation, tags)
+        data = None if out.prediction is None else {"prediction": out.prediction}
+        return Answer(out.move, out.valid, data)
 
     def _ask(
         self,

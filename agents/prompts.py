@@ -102,12 +102,42 @@ DEFAULTS: dict[str, str] = {
         'You may instead spend units punishing them: set "punish" to true to punish with '
         "the amount, false to give it. "
     ),
+    # Traveler's dilemma (Basu 1994; Capra, Goeree, Gomez & Holt 1999): neutral wording,
+    # every payoff rule stated; {length} is filled when `game.reveal_rounds`.
+    "travelers.system": (
+        "{persona}You are playing a game repeatedly with another player. In each round, "
+        "you and the other player each write down a claim: a whole number from {low} to "
+        "{high}. Neither of you sees the other's claim before writing your own. {length}"
+        "The points of a round are as follows:\n"
+        "- If both claims are equal, each of you wins that number of points.\n"
+        "- If the claims differ, each of you wins the lower of the two claims; on top of "
+        "that, the player with the lower claim wins {reward} points more and the player "
+        "with the higher claim loses {reward} points."
+    ),
+    "travelers.length": "You will play {rounds} rounds in total with the same player. ",
+    "travelers.history": (
+        "In round {round}, you claimed {mine} and the other player claimed {theirs}. "
+        "Thus, you won {my_points} points."
+    ),
+    "travelers.question": (
+        "You are currently playing round {round}.\n"
+        "Q: What is your claim, a whole number from {low} to {high}?\n"
+        'Answer with a JSON object {{"claim": N}}, where N is your claim.'
+    ),
     "persona": "{persona}\n\n",
     "repair": (
         "Your reply was not valid: {problem}. Answer again with only a JSON object that "
         "matches this schema: {schema}"
     ),
 }
+
+
+COMMON = ("persona", "repair")
+
+
+def game_prompts(prefix: str) -> dict[str, str]:
+    """The default templates of one game (keys ``prefix.*``) plus the shared ones."""
+    return {k: v for k, v in DEFAULTS.items() if k.startswith(f"{prefix}.") or k in COMMON}
 
 
 def placeholders(template: str) -> set[str]:

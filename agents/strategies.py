@@ -30,11 +30,14 @@ This module does not import the runtime (``society``) and needs nothing beyond n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from agents.params import Param, Parameterised
+from agents.params import Param, Parameterised, parse_spec
+
+if TYPE_CHECKING:
+    from games.protocol import Turn
 
 C, D = 0, 1
 
@@ -80,9 +83,10 @@ class Strategy(Parameterised):
     def move(self, my: Sequence[int], their: Sequence[int], rng: np.random.Generator) -> int:
         raise NotImplementedError
 
-    def spec(self) -> dict[str, Any]:
-        """A spec that ``make_strategy`` turns back into an equal strategy."""
-        return {"name": self.name, **self.params()}
+    def act(self, turn: Turn, rng: np.random.Generator) -> int:
+        """The game protocol's scripted-policy call: this round's move in a match."""
+        obs = turn.observation
+        return self.move(obs.my_moves, obs.their_moves, rng)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -361,19 +365,7 @@ def make_strategy(spec: str | Mapping[str, Any] | Strategy) -> Strategy:
     """
     if isinstance(spec, Strategy):
         return spec
-    if isinstance(spec, str):
-        name, params = spec, {}
-    elif isinstance(spec, Mapping):
-        if "name" not in spec:
-            raise ValueError(f"strategy spec {dict(spec)!r} has no 'name' key")
-        params = {k: v for k, v in spec.items() if k != "name"}
-        name = spec["name"]
-        if not isinstance(name, str):
-            raise ValueError(f"strategy name must be a string, got {name!r}")
-    else:
-        raise ValueError(
-            f"strategy spec must be a name or a mapping with a 'name' key, got {spec!r}"
-        )
+    name, params = parse_spec(spec, "strategy")
     if name.startswith(AXELROD_PREFIX):
         from agents.axelrod_adapter import AxelrodStrategy  # lazy: axelrod is optional
 

@@ -21,9 +21,12 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
+
+from games.protocol import ActionSpec, Event, Game, IllegalAction, Position, Turn
 
 __all__ = [
     "DonorAction",
@@ -559,3 +562,159 @@ class DonorGame:
         for k, ev in enumerate(game.history):
             game._given[ev.donor].append(k)
         return game
+
+
+# -- the game protocol ------------------------------------------------------------------
+class DonorKind(StrEnum):
+    """Decision and event kinds of the donor game, as recorded in the run store."""
+
+    DONATE = "donate"
+    DONATION = "donation"
+    PUNISHMENT = "punishment"
+    RESOURCES = "resources"
+
+
+@dataclass(frozen=True)
+class DonationSpec(ActionSpec):
+    """A donor's action: an amount in ``[0, resources]``, and ``punish`` when allowed."""
+
+    resources: float
+    rules: DonorRules
+    field: str = "amount"
+
+    def json_schema(self) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "amount": {"type": "number", "minimum": 0, "maximum": self.resources}
+        }
+        if self.rules.punishment:
+            props["punish"] = {"type": "boolean"}
+        return {
+            "type": "object",
+            "properties": props,
+            "required": list(props),
+            "additionalProperties": False,
+        }
+
+    def check(self, value: Any) -> DonorAction:
+        if not isinstance(value, DonorAction):
+            raise IllegalAction(f"expected a DonorAction, got {value!r}")
+        try:
+            return validate_action(value, self.resources, self.rules)
+        except InvalidAction as exc:
+            raise IllegalAction(str(exc)) from None
+
+    def legalize(self, value: Any) -> tuple[DonorAction, bool]:
+        if not isinstance(value, DonorAction):
+            return DonorAction(0.0), True
+        return clamp_action(value, self.resources, self.rules)
+
+
+class DonorPlay(Game):
+    """The donor games of one generation: ``games`` games of ``rules.rounds`` rounds each
+    among the same ``n`` agents, resources and traces reset between games.
+
+    Each step is one round of the current game: every donor of the round has a turn.
+    A donor holding nothing can only give 0: its turn is ``forced`` unless
+    ``ask_when_empty``. Fitness is each agent's final resources averaged over the games.
+    """
+
+    kind = "donor"
+
+    def __init__(
+        self, n: int, rules: DonorRules, games: int = 2, *, ask_when_empty: bool = False
+    ) -> None:
+        self.n = n
+        self.rules = rules
+        self.games = games
+        self.ask_when_empty = ask_when_empty
+        self.game_no = 0
+        self.game: DonorGame | None = None
+        self.finals: list[list[float]] = []
+
+    @property
+    def done(self) -> bool:
+        return self.game_no >= self.games
+
+    def total_steps(self) -> int:
+        return self.games * self.rules.rounds
+
+    def position(self) -> Position:
+        return Position(self.game_no, 0 if self.game is None else self.game.round)
+
+    def pending(self, rng: np.random.Generator) -> list[Turn]:
+        if self.game is None:
+            self.game = DonorGame(self.n, self.rules, rng)
+        zero = DonorAction(0.0)
+        turns = []
+        for obs in self.game.pending():
+            empty = obs.donor_resources <= 0
+            spec = DonationSpec(obs.donor_resources, self.rules)
+            turns.append(
+                Turn(
+                    obs.donor, obs.recipient, DonorKind.DONATE.value, obs, spec, zero,
+                    self.game_no, forced=empty and not self.ask_when_empty,
+                )
+            )  # fmt: skip
+        return turns
+
+    def apply(
+        self, turns: Sequence[Turn], actions: Sequence[Any], rng: np.random.Generator
+    ) -> list[Event]:
+        game = self.game
+        assert game is not None, "pending() comes before apply()"
+        rig = game.round
+        out: list[Event] = []
+        for ev in game.apply(actions):
+            data: dict[str, Any] = {
+                "percent": ev.percent,
+                "donor_before": ev.donor_before,
+                "donor_after": ev.donor_after,
+                "recipient_before": ev.recipient_before,
+                "recipient_after": ev.recipient_after,
+                "game": self.game_no,
+                "round_in_game": rig,
+            }
+            if ev.punished:
+                data["fine"] = ev.fine
+                kind = DonorKind.PUNISHMENT.value
+            else:
+                data["received"] = ev.recipient_after - ev.recipient_before
+                kind = DonorKind.DONATION.value
+            out.append(Event(kind, ev.donor, ev.recipient, None, ev.amount, data))
+        where = {"game": self.game_no, "round_in_game": rig}
+        for k, level in enumerate(game.resources):
+            out.append(Event(DonorKind.RESOURCES.value, k, None, None, level, where))
+        if game.done:
+            self.finals.append(list(game.resources))
+            self.game = None
+            self.game_no += 1
+        return out
+
+    def record(self, turn: Turn, action: Any) -> tuple[str | None, float | None, Any]:
+        have = turn.observation.donor_resources
+        data: dict[str, Any] = {
+            "amount": action.amount,
+            "percent": 100.0 * action.amount / have if have > 0 else 0.0,
+        }
+        if self.rules.punishment:
+            data["punish"] = action.punish
+        return ("punish" if action.punish else "give"), action.amount, data
+
+    def fitness(self) -> dict[int, tuple[float, dict[str, Any] | None]]:
+        finals = np.array(self.finals)  # games x slots
+        return {
+            k: (float(finals[:, k].mean()), {"finals": finals[:, k].tolist()})
+            for k in range(self.n)
+        }
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "game_no": self.game_no,
+            "game": None if self.game is None else self.game.state_dict(),
+            "finals": self.finals,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.game_no = int(state["game_no"])
+        self.game = None if state["game"] is None else DonorGame.from_state(state["game"])
+        self.finals = [list(map(float, f)) for f in state["finals"]]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(slots=True)
-class RepeatedObservation:
+class RepeatedObservation(NamedTuple):
     """One player's view of its match before choosing in round `round` (1-based).
 
     Moves are option indices (0 = option A, the cooperative one by convention);
     `payoffs[a][b]` is (own payoff, other's payoff) when this player picks `a` and
     the other picks `b`. `order` is the order in which the options are shown
-    (shuffled per round when the scenario asks for it).
+    (shuffled per round when the scenario asks for it). A named tuple: a tournament
+    builds one per move.
     """
 
     round: int

@@ -7,10 +7,16 @@ an option off never shifts the random stream of the rest of a run.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import partial
+from typing import Any
 
 import numpy as np
 
+from games.observation import RepeatedObservation
+from games.protocol import Choice, Event, Game, Position, Turn
 from games.twobytwo import Game2x2, _check_action, _check_player
 
 
@@ -135,3 +141,226 @@ class RepeatedGameRules:
     def label(self, action: int) -> str:
         """The neutral label of option ``action``."""
         return self.labels[_check_action(action, "action")]
+
+
+# -- the game protocol ------------------------------------------------------------------
+MOVES = ("C", "D")  # how moves are recorded: option 0 is 'C', option 1 is 'D'
+
+
+class RepeatedKind(StrEnum):
+    """Decision and event kinds of the repeated game, as recorded in the run store."""
+
+    MOVE = "move"
+    PAYOFF = "payoff"
+
+
+class RepeatedGame(Game):
+    """Matches of a repeated 2x2 game in a population, played side by side in lockstep.
+
+    Every pair the ``pairs`` function gives in a round plays one stage game per step. With
+    ``static`` pairs (round-robin, network edges) each pair's history is one match of
+    ``rules.match_length`` rounds (an Axelrod-style tournament); otherwise pairs are
+    drawn every round and a pair that meets again continues its history. Turns come per
+    pair, the row player first; a step's events are one payoff per turn, in turn order.
+
+    The move histories are not part of the state: they grow every step and every played
+    move is an event already, so :meth:`restore` rebuilds them from the events.
+    """
+
+    kind = "repeated_2x2"
+
+    def __init__(
+        self,
+        rules: RepeatedGameRules,
+        pairs: Callable[[int, np.random.Generator], list[tuple[int, int]]],
+        *,
+        static: bool,
+        rng: np.random.Generator,
+        reveal_rounds: bool = True,
+        fallback: int = 1,
+        fitness: str = "mean",
+    ) -> None:
+        self.rules = rules
+        self.pairs = pairs
+        self.static = static
+        self.reveal_rounds = reveal_rounds
+        self.fallback = fallback
+        self.fitness_rule = fitness
+        views = (rules.game, rules.game.for_player(1))  # the column player's view is swapped
+        self.views = tuple(v.payoffs for v in views)
+        self.spec = Choice(tuple(rules.labels))
+        self.round = 0
+        self.hist: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+        self.lengths: dict[tuple[int, int], int] = {}
+        self.total = np.zeros(0)  # per slot: payoff so far (fitness)
+        self.count = np.zeros(0, dtype=np.int64)  # per slot: rounds played
+        self._active: list[tuple[tuple[int, int], tuple[list[int], list[int]]]] = []
+        if static:
+            for pair in pairs(0, rng):
+                self._open(pair, rng)
+
+    def _open(self, pair: tuple[int, int], rng: np.random.Generator) -> None:
+        self.hist[pair] = ([], [])
+        self.lengths[pair] = self.rules.match_length(rng)
+
+    @property
+    def done(self) -> bool:
+        if self.static:
+            return all(len(h[0]) >= self.lengths[p] for p, h in self.hist.items())
+        return self.round >= self.rules.rounds
+
+    def total_steps(self) -> int | None:
+        if self.static:
+            return max(self.lengths.values(), default=0)
+        return self.rules.rounds
+
+    def position(self) -> Position:
+        return Position(0, self.round)
+
+    def pending(self, rng: np.random.Generator) -> list[Turn]:
+        rules = self.rules
+        rounds = rules.rounds if self.reveal_rounds else None
+        view_i, view_j = self.views
+        labels, spec, fallback = rules.labels, self.spec, self.fallback
+        move = RepeatedKind.MOVE.value  # plain text: the store takes it at C speed
+        shuffle = rules.shuffle_options
+        hist, lengths = self.hist, self.lengths
+        self._active = active = []
+        turns: list[Turn] = []
+        add = turns.append
+        obs = partial(tuple.__new__, RepeatedObservation)  # C-speed construction
+        turn = partial(tuple.__new__, Turn)
+        plain = (0, 1)
+        for k, pair in enumerate(self.pairs(self.round, rng)):
+            h = hist.get(pair)
+            if h is None:
+                self._open(pair, rng)
+                h = hist[pair]
+            hi, hj = h
+            if len(hi) >= lengths[pair]:
+                continue
+            active.append((pair, h))
+            i, j = pair
+            r = len(hi) + 1
+            order_i = rules.option_order(rng) if shuffle else plain
+            order_j = rules.option_order(rng) if shuffle else plain
+            add(
+                turn(
+                    (
+                        i,
+                        j,
+                        move,
+                        obs((r, rounds, hi, hj, view_i, labels, order_i)),
+                        spec,
+                        fallback,
+                        k,
+                        False,
+                    )
+                )
+            )
+            add(
+                turn(
+                    (
+                        j,
+                        i,
+                        move,
+                        obs((r, rounds, hj, hi, view_j, labels, order_j)),
+                        spec,
+                        fallback,
+                        k,
+                        False,
+                    )
+                )
+            )
+        return turns
+
+    def apply(
+        self, turns: Sequence[Turn], actions: Sequence[Any], rng: np.random.Generator
+    ) -> list[Event]:
+        rules = self.rules
+        moves = np.asarray(actions, dtype=np.int8).reshape(-1, 2)
+        played_i = rules.apply_noise(moves[:, 0], rng)
+        played_j = rules.apply_noise(moves[:, 1], rng)
+        pay_i, pay_j = rules.payoffs_vec(played_i, played_j)
+        a_l, b_l = played_i.tolist(), played_j.tolist()
+        for (_, (hi, hj)), a, b in zip(self._active, a_l, b_l, strict=True):
+            hi.append(a)
+            hj.append(b)
+        ii = [p[0] for p, _ in self._active]
+        jj = [p[1] for p, _ in self._active]
+        self._score(ii, pay_i)
+        self._score(jj, pay_j)
+        kind, ev, code = RepeatedKind.PAYOFF.value, partial(tuple.__new__, Event), MOVES
+        events: list[Event] = [None] * (2 * len(ii))  # type: ignore[list-item]
+        events[0::2] = [
+            ev((kind, i, j, code[a], p, None))
+            for i, j, a, p in zip(ii, jj, a_l, pay_i.tolist(), strict=True)
+        ]
+        events[1::2] = [
+            ev((kind, j, i, code[b], p, None))
+            for i, j, b, p in zip(ii, jj, b_l, pay_j.tolist(), strict=True)
+        ]
+        self._active = []
+        self.round += 1
+        return events
+
+    def _score(self, slots: Sequence[int], pay: Any) -> None:
+        """Add one round's payoffs to each slot's total and count (for fitness)."""
+        if not len(slots):
+            return
+        idx = np.asarray(slots)
+        n = int(idx.max()) + 1
+        if n > len(self.total):
+            grow = n - len(self.total)
+            self.total = np.concatenate([self.total, np.zeros(grow)])
+            self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
+        self.total[:n] += np.bincount(idx, weights=pay, minlength=n)
+        self.count[:n] += np.bincount(idx, minlength=n)
+
+    def record(self, turn: Turn, action: Any) -> tuple[str | None, float | None, Any]:
+        return MOVES[action], action, None
+
+    def records(
+        self, turns: Sequence[Turn], actions: Sequence[Any]
+    ) -> tuple[Sequence[str | None], Sequence[float | None], Sequence[Any]]:
+        return [MOVES[a] for a in actions], actions, [None] * len(actions)
+
+    def fitness(self) -> dict[int, tuple[float, dict[str, Any] | None]]:
+        """Per slot: mean payoff per round played (``fitness="mean"``) or the total."""
+        out: dict[int, tuple[float, dict[str, Any] | None]] = {}
+        for slot, (total, n) in enumerate(
+            zip(self.total.tolist(), self.count.tolist(), strict=True)
+        ):
+            if n:
+                value = total / n if self.fitness_rule == "mean" else total
+                out[slot] = (float(value), {"total": total, "rounds": n})
+        return out
+
+    def get_state(self) -> dict[str, Any]:
+        lengths = None
+        if not self.static or self.rules.continuation not in (None, 1.0):
+            lengths = [[i, j, n] for (i, j), n in self.lengths.items()]
+        return {"round": self.round, "lengths": lengths}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.round = int(state["round"])
+        if state["lengths"] is not None:
+            self.lengths = {(int(i), int(j)): int(n) for i, j, n in state["lengths"]}
+        self.hist = {pair: ([], []) for pair in self.lengths}  # filled by `restore`
+        self.total = np.zeros(0)
+        self.count = np.zeros(0, dtype=np.int64)
+
+    def restore(self, steps: Iterable[Sequence[Event]]) -> None:
+        """Rebuild histories and points from the committed events of this game.
+
+        Each step's payoff events come in pairs: the row player's (i, j), then the column
+        player's (j, i) — so self-play pairs (i, i) rebuild too.
+        """
+        code = {m: k for k, m in enumerate(MOVES)}
+        for events in steps:
+            payoffs = [e for e in events if e.kind == RepeatedKind.PAYOFF]
+            for row, col in zip(payoffs[::2], payoffs[1::2], strict=True):
+                h = self.hist[(row.agent, row.partner)]
+                h[0].append(code[row.action])
+                h[1].append(code[col.action])
+            self._score([e.agent for e in payoffs], np.array([e.value for e in payoffs]))
