@@ -78,7 +78,7 @@ def main() -> None:
 
     # Imported before timing, so that the first simulator pass does not pay for them
     # while the raw passes never do.
-    import society.sims.repeated  # noqa: F401
+    import society.engine  # noqa: F401
     from society.models import resolve_gguf
     from society.runner import start_run
     from society.scenario import resolve

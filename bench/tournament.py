@@ -107,8 +107,8 @@ def main() -> None:
     # Both libraries imported before timing: axelrod's import alone takes seconds.
     import axelrod  # noqa: F401
 
+    import society.engine  # noqa: F401
     import society.runner  # noqa: F401
-    import society.sims.repeated  # noqa: F401
 
     t_soc, t_axl, t_match = [], [], []
     for k in range(args.repeat):

@@ -1,4 +1,4 @@
-"""The `society` command line: run, resume, show, models, analyze."""
+"""The `society` command line: run, resume, show, analyze, schema, models."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run a scenario YAML",
-        description="Run a scenario and store every decision in RUN_DIR/run.sqlite.",
+        description="Run a scenario and store every decision in RUN_DIR/run.sqlite. "
+        "`society schema` lists every scenario field that --set can override.",
     )
     run.add_argument("scenario", help="path to the scenario YAML file")
     run.add_argument(
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("name", nargs="?", default="smollm2-135m", help="model name or .gguf path")
     conv.add_argument("--force", action="store_true", help="convert again even if present")
+
+    sch = sub.add_parser(
+        "schema", help="list every scenario field: type, default, description",
+        description="List the scenario schema's fields (all games, or one).",
+    )  # fmt: skip
+    sch.add_argument("game", nargs="?", help="only this game's fields (e.g. donor)")
 
     ana = sub.add_parser("analyze", help="metrics, plots and a summary report of a run")
     ana.add_argument("run_dir", help="directory of the run")
@@ -109,6 +116,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "models":
         return _models(args)
+    if args.command == "schema":
+        from society.schema import describe
+
+        try:
+            print(describe(args.game))
+        except ValueError as exc:
+            raise UserError(f"schema {args.game}: {exc}") from None
+        return 0
     if args.command == "analyze":
         from society.analyze import analyze
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from society.scenario import MatchingConfig
+from society.config import MatchingConfig
 
 
 class Matcher:

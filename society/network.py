@@ -7,8 +7,8 @@ from pathlib import Path
 
 import networkx as nx
 
+from society.config import NetworkConfig
 from society.errors import UserError
-from society.scenario import NetworkConfig
 
 
 def build_network(cfg: NetworkConfig, n: int, seed: int) -> nx.Graph:

@@ -1,4 +1,4 @@
-"""The event loop's driver: step the simulation, commit each step with a checkpoint, resume.
+"""The event loop's driver: step the engine, commit each step with a checkpoint, resume.
 
 A step's rows and the checkpoint of the state after it are written in one SQLite
 transaction, so a run killed at any moment (SIGKILL included) has a store that
@@ -9,29 +9,30 @@ a resumed run are identical to those of an uninterrupted one.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import pickle
+import gc
+import json
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
-from society import __version__
+from society import __version__, checkpoint
 from society.backends import Backend, BackendError, make_backend
+from society.config import BackendConfig, LLMGroup
 from society.decide import Decider
+from society.engine import Engine
 from society.errors import UserError
-from society.population import backend_configs, build_members
+from society.records import StepRow
 from society.scenario import Scenario, validate_scenario
-from society.sims.base import Simulation
 from society.store import DB_NAME, RunStore
 
-SIMULATIONS: dict[str, str] = {
-    "repeated_2x2": "society.sims.repeated:RepeatedGameSim",
-    "donor": "society.sims.donor:DonorSim",
-}
+#: Backends given by the caller instead of built from the scenario: one instance for every
+#: LLM group, or a mapping from a group's backend key (``BackendConfig.key()``) or name.
+Backends = Backend | Mapping[str, Backend] | None
 
 
 @dataclass(frozen=True)
@@ -45,23 +46,45 @@ class RunResult:
     status: str
 
 
-def build_simulation(scenario: Scenario) -> Simulation:
-    """The simulation for the scenario's game kind."""
-    module_name, cls_name = SIMULATIONS[scenario.game.kind].split(":")
-    return getattr(importlib.import_module(module_name), cls_name)(scenario)
+def backend_configs(scenario: Scenario) -> dict[str, tuple[str, BackendConfig]]:
+    """The distinct engines the LLM groups need: key -> (first group's name, config)."""
+    out: dict[str, tuple[str, BackendConfig]] = {}
+    for g in scenario.population.groups:
+        if isinstance(g, LLMGroup):
+            cfg = scenario.group_backend(g)
+            out.setdefault(cfg.key(), (g.name, cfg))
+    return out
 
 
-def open_backends(scenario: Scenario) -> dict[str, Backend]:
-    """One backend instance per distinct backend config of the LLM groups."""
+def open_backends(scenario: Scenario, given: Backends = None) -> dict[str, Backend]:
+    """One backend instance per distinct backend config of the LLM groups.
+
+    ``given`` injects instances (tests, notebooks, a shared engine): a single backend
+    serves every group; a mapping is looked up by backend key, then by group name.
+    Injected backends are the caller's: the run does not close them.
+    """
     backends: dict[str, Backend] = {}
     try:
-        for key, cfg in backend_configs(build_members(scenario)).items():
-            backends[key] = make_backend(cfg.kind, cfg.model, **cfg.backend_options())
+        for key, (group, cfg) in backend_configs(scenario).items():
+            if isinstance(given, Backend):
+                backends[key] = given
+            elif given is not None and (key in given or group in given):
+                backends[key] = given[key] if key in given else given[group]
+            else:
+                backends[key] = make_backend(cfg.kind, cfg.model, **cfg.backend_options())
     except (ValueError, ImportError, FileNotFoundError, TypeError, BackendError) as exc:
-        for b in backends.values():
-            b.close()
+        _close(backends, given)
         raise UserError(f"backend: {exc}") from None
     return backends
+
+
+def _close(backends: dict[str, Backend], given: Backends) -> None:
+    injected = (
+        {id(given)} if isinstance(given, Backend) else {id(b) for b in (given or {}).values()}
+    )
+    for b in {id(b): b for b in backends.values()}.values():
+        if id(b) not in injected:
+            b.close()
 
 
 def new_run_dir(scenario: Scenario, base: str | Path | None = None) -> Path:
@@ -77,15 +100,20 @@ def new_run_dir(scenario: Scenario, base: str | Path | None = None) -> Path:
 
 
 def start_run(
-    scenario: Scenario, run_dir: str | Path | None = None, *, quiet: bool = False
+    scenario: Scenario,
+    run_dir: str | Path | None = None,
+    *,
+    quiet: bool = False,
+    backends: Backends = None,
 ) -> RunResult:
     """Create the run directory and store, then play the scenario to the end."""
-    sim = build_simulation(scenario)  # validates the scenario's content before any file exists
+    engine = Engine(scenario)  # validates the scenario's content before any file exists
     run_dir = Path(run_dir) if run_dir else new_run_dir(scenario)
     if (run_dir / DB_NAME).exists():
         raise UserError(f"--out {run_dir}: a run already exists there (use `society resume`)")
     # Engines start before any file is written: a backend that cannot start leaves no run.
-    backends = open_backends(scenario)
+    given = backends
+    opened = open_backends(scenario, given)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = scenario.to_yaml()
     (run_dir / "scenario.yaml").write_text(text)
@@ -94,12 +122,13 @@ def start_run(
         name=scenario.name,
         seed=str(scenario.seed),
         game=scenario.game.kind,
+        resolved_game=json.dumps(engine.kind.resolved(engine.setup)),
         scenario=text,
         status="running",
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         society_version=__version__,
     )
-    return _play(sim, scenario, store, run_dir, backends, quiet=quiet, next_call_id=1)
+    return _play(engine, store, run_dir, opened, given, quiet=quiet, next_call_id=1)
 
 
 def read_scenario(store: RunStore, run_dir: Path) -> Scenario:
@@ -110,7 +139,7 @@ def read_scenario(store: RunStore, run_dir: Path) -> Scenario:
     return validate_scenario(yaml.safe_load(text), f"{run_dir}/scenario")
 
 
-def resume_run(run_dir: str | Path, *, quiet: bool = False) -> RunResult:
+def resume_run(run_dir: str | Path, *, quiet: bool = False, backends: Backends = None) -> RunResult:
     """Continue a killed or stopped run from its last committed step."""
     run_dir = Path(run_dir)
     if not (run_dir / DB_NAME).exists():
@@ -120,52 +149,67 @@ def resume_run(run_dir: str | Path, *, quiet: bool = False) -> RunResult:
     if meta.get("status") == "finished":
         store.close()
         raise UserError(f"{run_dir}: this run already finished; nothing to resume")
-    scenario = read_scenario(store, run_dir)
-    sim = build_simulation(scenario)
-    checkpoint = store.last_checkpoint()
-    if checkpoint is not None:
-        sim.set_state(pickle.loads(checkpoint[1]))
-        sim.restore(store)
-    last_call = store.conn.execute("SELECT MAX(id) FROM llm_calls").fetchone()[0] or 0
     try:
-        backends = open_backends(scenario) if not sim.done else {}
+        scenario = read_scenario(store, run_dir)
+        engine = Engine(scenario)
+        saved = store.last_checkpoint()
+        if saved is not None:
+            engine.set_state(checkpoint.decode(saved[1], f"{run_dir}/{DB_NAME}"))
+            engine.restore(store)
+        last_call = store.conn.execute("SELECT MAX(id) FROM llm_calls").fetchone()[0] or 0
+        opened = open_backends(scenario, backends) if not engine.done else {}
     except UserError:
         store.close()
         raise
     store.set_meta(
         status="running", resumed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
-    return _play(sim, scenario, store, run_dir, backends, quiet=quiet, next_call_id=last_call + 1)
+    return _play(engine, store, run_dir, opened, backends, quiet=quiet, next_call_id=last_call + 1)
 
 
 def _play(
-    sim: Simulation,
-    scenario: Scenario,
+    engine: Engine,
     store: RunStore,
     run_dir: Path,
     backends: dict[str, Backend],
+    given: Backends,
     *,
     quiet: bool,
     next_call_id: int,
 ) -> RunResult:
+    scenario = engine.scenario
     decider = Decider(backends, scenario.seed, next_call_id)
     steps = decisions = 0
     t_start = time.perf_counter()
     bar = tqdm(
         # Only on a terminal: a redrawn bar is noise in CI logs and files.
-        total=sim.total_steps, disable=quiet or not sys.stderr.isatty(), delay=1.0,
+        total=engine.total_steps, disable=quiet or not sys.stderr.isatty(), delay=1.0,
         unit="step", file=sys.stderr,
         desc=scenario.name, dynamic_ncols=True,
     )  # fmt: skip
     status = "finished"
+    # A step makes hundreds of thousands of short-lived tuples and no reference cycles:
+    # the collector's frequent full passes over the (large, long-lived) game state would
+    # cost more than the step itself. Freeze what exists and collect less often.
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 100)
     try:
-        while not sim.done:
+        while not engine.done:
             t0 = time.perf_counter()
-            rec = sim.step(decider)
+            rec = engine.step(decider)
             wall = time.perf_counter() - t0
-            state = pickle.dumps(sim.get_state(), protocol=pickle.HIGHEST_PROTOCOL)
+            state = engine.checkpoint()
             store.commit_round(
-                (rec.round, rec.generation, rec.game, rec.round_in_game, len(rec.decisions), wall),
+                StepRow(
+                    rec.round,
+                    rec.generation,
+                    rec.game,
+                    rec.round_in_game,
+                    len(rec.decisions),
+                    wall,
+                ),  # fmt: skip
                 decisions=rec.decisions,
                 events=rec.events,
                 llm_calls=decider.take_calls(),
@@ -188,9 +232,10 @@ def _play(
         store.set_meta(status=status)
         raise
     finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
         bar.close()
-        for backend in backends.values():
-            backend.close()
+        _close(backends, given)
         if status != "finished":
             store.close()
     store.set_meta(

@@ -8,190 +8,87 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from society.config import (
+    GROUP_TAGS,
+    BackendConfig,
+    EvolutionConfig,
+    LLMGroup,
+    MatchingConfig,
+    NetworkConfig,
+    OutputConfig,
+    PopulationConfig,
+    Strict,
+)
 from society.errors import UserError
+from society.registry import game_kinds
 
-BackendKind = Literal["llamacpp", "openai", "vllm", "replay", "fake"]
+__all__ = [
+    "GameConfig",
+    "Scenario",
+    "apply_override",
+    "load_scenario",
+    "resolve",
+    "validate_scenario",
+]
 
-
-class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, not ignored."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class BackendConfig(Strict):
-    """Which LLM engine answers, and its settings. Unset fields keep the backend's defaults."""
-
-    kind: BackendKind = "llamacpp"
-    model: str = "smollm2-135m"
-    base_url: str | list[str] | None = None  # openai
-    api_key_env: str | None = None  # openai: the *name* of the env var, never the key
-    max_concurrency: int | None = Field(None, ge=1)  # openai
-    timeout_s: float | None = Field(None, gt=0)  # openai
-    max_retries: int | None = Field(None, ge=0)  # openai
-    run: str | None = None  # replay: the earlier run directory
-    n_ctx: int | None = Field(None, ge=256)  # llamacpp
-    n_threads: int | None = Field(None, ge=1)  # llamacpp
-    enforce_eager: bool | None = None  # vllm
-    max_model_len: int | None = Field(None, ge=256)  # vllm
-    options: dict[str, Any] = Field(default_factory=dict)  # anything else, passed through
-
-    def backend_options(self) -> dict[str, Any]:
-        """Keyword arguments for the backend's constructor (set fields only)."""
-        skip = {"kind", "model", "options"}
-        opts = {k: v for k, v in self.model_dump().items() if k not in skip and v is not None}
-        opts.update(self.options)
-        return opts
-
-    def key(self) -> str:
-        """Identity of the engine: groups with equal keys share one backend instance."""
-        return self.model_dump_json()
-
-
-class GroupConfig(Strict):
-    """A group of identical agents in the population."""
-
-    name: str = Field(min_length=1)
-    count: int = Field(1, ge=1)
-    kind: Literal["scripted", "llm"] = "scripted"
-    strategy: str | dict[str, Any] | None = None  # scripted: name or {name: ..., params}
-    backend: BackendConfig | None = None  # llm: defaults to the scenario's backend
-    model: str | None = None  # llm: shorthand for backend.model
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(64, ge=1)
-    persona: str | None = None
-    memory: int | None = Field(None, ge=1)  # history window shown to LLM agents (None: all)
-    predict_first: bool = False  # "predict then act" (social chain of thought)
-
-    @model_validator(mode="after")
-    def _check_kind(self) -> GroupConfig:
-        if self.kind == "scripted" and self.strategy is None:
-            raise ValueError(f"group {self.name!r}: a scripted group needs a 'strategy'")
-        return self
-
-
-class PopulationConfig(Strict):
-    """The agent groups; agents get ids in group order."""
-
-    groups: list[GroupConfig] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> PopulationConfig:
-        names = [g.name for g in self.groups]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"group names must be unique, repeated: {sorted(dup)}")
-        return self
-
-    @property
-    def size(self) -> int:
-        """Number of agents."""
-        return sum(g.count for g in self.groups)
-
-
-class NetworkConfig(Strict):
-    """Who may meet whom (a networkx graph over the agents)."""
-
-    kind: Literal["complete", "ring", "small_world", "scale_free", "grid", "edgelist"] = "complete"
-    k: int = Field(4, ge=2)  # ring / small_world: neighbours per node
-    p: float = Field(0.1, ge=0, le=1)  # small_world: rewiring probability
-    m: int = Field(2, ge=1)  # scale_free: edges per new node
-    rows: int | None = Field(None, ge=1)  # grid (default: near-square)
-    path: str | None = None  # edgelist: file of "i j" lines
-
-
-class MatchingConfig(Strict):
-    """How pairs are formed each round."""
-
-    # auto: round_robin on a complete network, otherwise along the network's edges.
-    kind: Literal["auto", "round_robin", "random", "network"] = "auto"
-    self_play: bool = False  # round_robin: each agent also plays a copy of itself
-
-
-class Repeated2x2Config(Strict):
-    """A finitely repeated 2x2 normal-form game (protocols §2)."""
-
-    kind: Literal["repeated_2x2"] = "repeated_2x2"
-    preset: str = "prisoners_dilemma"
-    params: dict[str, float] = Field(default_factory=dict)  # preset parameters (e.g. R, T)
-    payoffs: list[list[list[float]]] | None = None  # custom [[(p1,p2),(p1,p2)],[...]]
-    ordinal: str | None = None  # name of one of the 144 ordinal games instead of a preset
-    rounds: int = Field(10, ge=1)
-    noise: float = Field(0.0, ge=0, le=1)
-    continuation: float | None = Field(None, gt=0, le=1)
-    labels: tuple[str, str] = ("J", "F")
-    shuffle_options: bool = False
-    # Option index recorded for an LLM reply that stays invalid after one repair
-    # (default 1, "defect": a broken reply is never counted as cooperation).
-    fallback: int = Field(1, ge=0, le=1)
-    # Whether LLM agents are told how many rounds a match lasts.
-    reveal_rounds: bool = True
-
-
-class DonorConfig(Strict):
-    """The iterated donor game of protocols §1 (one generation plays `games_per_generation`)."""
-
-    kind: Literal["donor"] = "donor"
-    endowment: float = Field(10, gt=0)
-    multiplier: float = Field(2.0, gt=0)
-    rounds: int = Field(12, ge=1)
-    trace_depth: int = Field(3, ge=0)
-    games_per_generation: int = Field(2, ge=1)
-    punishment: bool = False
-    punishment_cost: float = Field(1.0, gt=0)
-    punishment_fine: float = Field(2.0, gt=0)
-    no_repeat: Literal["ordered", "unordered"] = "ordered"
-    reveal_rounds: bool = False  # the paper does not tell agents how many rounds there are
-    # A donor holding nothing can only give 0: by default it is not asked and its decision
-    # is recorded with source 'forced'. True asks it anyway (the paper's agents were
-    # presumably asked every round (unverified)).
-    ask_when_empty: bool = False
-    # LLM donors: token budgets of the strategy reply (free text) and of the donation
-    # answer (JSON: brief reasoning of at most `reasoning_chars` characters, then amount).
-    strategy_max_tokens: int = Field(256, ge=16)
-    donation_max_tokens: int = Field(160, ge=16)
-    reasoning_chars: int = Field(300, ge=0)
-
-
-GameConfig = Annotated[Repeated2x2Config | DonorConfig, Field(discriminator="kind")]
-
-
-class EvolutionConfig(Strict):
-    """Selection and inheritance between generations."""
-
-    generations: int = Field(1, ge=1)
-    survivors: float = Field(0.5, gt=0, le=1)  # fraction kept by fitness
-    selection: str = "top_fraction"
-    inheritance: str = "advice"
-
-
-class OutputConfig(Strict):
-    """Where runs are written."""
-
-    dir: str = "runs"
+_KINDS = game_kinds()
+_CONFIGS = tuple(k.config for k in _KINDS.values())
+# The game union, built from the registered plug-ins (`society.registry`).
+GameConfig = Annotated[Union[_CONFIGS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
 
 
 class Scenario(Strict):
     """A whole experiment: population, network, game, evolution, prompts, output."""
 
-    name: str = Field(min_length=1)
-    description: str = ""
-    seed: int = 0
-    backend: BackendConfig = Field(default_factory=BackendConfig)
-    population: PopulationConfig
-    network: NetworkConfig = Field(default_factory=NetworkConfig)
-    matching: MatchingConfig = Field(default_factory=MatchingConfig)
-    game: GameConfig
-    evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
-    prompts: dict[str, str] = Field(default_factory=dict)
-    output: OutputConfig = Field(default_factory=OutputConfig)
+    name: str = Field(min_length=1, description="name of the scenario (run directories)")
+    description: str = Field("", description="free text")
+    seed: int = Field(0, description="fixes every random choice of the run")
+    backend: BackendConfig = Field(
+        default_factory=BackendConfig, description="default engine of every LLM group"
+    )
+    population: PopulationConfig = Field(description="the agent groups")
+    network: NetworkConfig = Field(
+        default_factory=NetworkConfig, description="who may meet whom (games that use one)"
+    )
+    matching: MatchingConfig = Field(
+        default_factory=MatchingConfig, description="how pairs form (games that pair agents)"
+    )
+    game: GameConfig = Field(description="the game and its options (`kind` picks the game)")
+    evolution: EvolutionConfig = Field(
+        default_factory=EvolutionConfig, description="generations around the game"
+    )
+    prompts: dict[str, str] = Field(
+        default_factory=dict, description="overrides of the game's prompt templates, by key"
+    )
+    output: OutputConfig = Field(default_factory=OutputConfig, description="where runs go")
 
-    def group_backend(self, group: GroupConfig) -> BackendConfig:
+    @model_validator(mode="after")
+    def _fields_the_game_reads(self) -> Scenario:
+        # A field the chosen game ignores is an error, not silently accepted.
+        kind = _KINDS[self.game.kind]
+        for section in ("network", "matching"):
+            if section in self.model_fields_set and section not in kind.uses:
+                raise ValueError(
+                    f"{section}: the {kind.kind} game does not use a {section} (remove it)"
+                )
+        if "evolution" in self.model_fields_set and not kind.evolves:
+            raise ValueError(f"evolution: the {kind.kind} game cannot evolve (remove it)")
+        for k, group in enumerate(self.population.groups):
+            if isinstance(group, LLMGroup):
+                ignored = sorted(kind.ignores & group.model_fields_set)
+                if ignored:
+                    raise ValueError(
+                        f"population.groups.{k}.{ignored[0]}: the {kind.kind} game's LLM "
+                        "agents do not read this field (remove it)"
+                    )
+        return self
+
+    def group_backend(self, group: LLMGroup) -> BackendConfig:
         """The backend that serves an LLM group (its own, else the scenario's)."""
         cfg = (group.backend or self.backend).model_copy()
         if group.model is not None:
@@ -203,7 +100,15 @@ class Scenario(Strict):
 
     def to_yaml(self) -> str:
         """The resolved scenario as YAML (what the run store keeps)."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        kind = _KINDS[self.game.kind]
+        unused = {s for s in ("network", "matching") if s not in kind.uses}
+        if not kind.evolves:
+            unused.add("evolution")
+        data = self.model_dump(mode="json", exclude=unused)
+        for group in data["population"]["groups"]:  # fields the game's LLM agents ignore
+            for key in kind.ignores if group["kind"] == "llm" else ():
+                group.pop(key, None)
+        return yaml.safe_dump(data, sort_keys=False)
 
 
 # -- loading ------------------------------------------------------------------
@@ -265,6 +170,10 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if not _is_union_tag(p)) or "(top level)"
     msg = first["msg"]
+    if first["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
+        if loc == "(top level)":  # a whole-scenario check: its message names the field
+            return f"{source}: {msg}"
     if first["type"] == "extra_forbidden":
         msg = "unknown field (not part of the schema)"
     elif first["type"] == "missing":
@@ -278,8 +187,8 @@ def format_validation_error(source: str, err: ValidationError) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    # pydantic puts the discriminator value (e.g. 'repeated_2x2') into the error path.
-    return part in ("repeated_2x2", "donor")
+    # pydantic puts the discriminator value (e.g. 'repeated_2x2', 'llm') into the error path.
+    return part in _KINDS or part in GROUP_TAGS
 
 
 def validate_scenario(data: Any, source: str = "<scenario>") -> Scenario:

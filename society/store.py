@@ -14,7 +14,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = "1"
+from society.records import AgentRow, CallRow, DecisionRow, EventRow, StepRow
+
+FORMAT_VERSION = "2"  # 2: decisions.data, JSON checkpoints, meta resolved_game
 DB_NAME = "run.sqlite"
 
 SCHEMA = """
@@ -54,11 +56,12 @@ CREATE TABLE IF NOT EXISTS decisions (
     agent_id     INTEGER NOT NULL,
     partner_id   INTEGER,
     kind         TEXT NOT NULL,         -- 'move' (2x2), 'donate', 'strategy', ...
-    action       TEXT,                  -- 2x2: 'C' (option 0) or 'D' (option 1); else JSON/text
+    action       TEXT,                  -- 2x2: 'C' (option 0) or 'D' (option 1); donor: give/punish; text
     value        REAL,                  -- 2x2: option index; donor game: amount given
     valid        INTEGER NOT NULL DEFAULT 1,
     source       TEXT NOT NULL,         -- 'scripted' | 'llm' | 'fallback' | 'forced' (one legal action)
-    llm_call_id  INTEGER
+    llm_call_id  INTEGER,
+    data         TEXT                   -- JSON details of a structured action, or NULL
 );
 -- What the game master did with the decisions: payoffs, donations, resources.
 CREATE TABLE IF NOT EXISTS events (
@@ -92,31 +95,22 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     latency_s          REAL,
     logprobs           TEXT             -- JSON or NULL
 );
--- The latest checkpoint only: the state after `round` was committed.
+-- The latest checkpoint only: the state after `round` was committed, as versioned JSON
+-- (never pickle: opening a store from elsewhere must not run code).
 CREATE TABLE IF NOT EXISTS checkpoints (
     id     INTEGER PRIMARY KEY CHECK (id = 1),
     round  INTEGER NOT NULL,
-    state  BLOB NOT NULL
+    state  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_round ON decisions(round);
 CREATE INDEX IF NOT EXISTS events_round ON events(round);
 """
 
-AGENT_COLS = (
-    "agent_id", "name", "grp", "kind", "strategy", "params", "backend", "model",
-    "persona", "generation", "parent_id", "born_round",
-)  # fmt: skip
-DECISION_COLS = (
-    "round", "generation", "agent_id", "partner_id", "kind", "action", "value",
-    "valid", "source", "llm_call_id",
-)  # fmt: skip
-EVENT_COLS = ("round", "generation", "kind", "agent_id", "partner_id", "action", "value", "data")
-LLM_CALL_COLS = (
-    "id", "round", "agent_id", "purpose", "backend", "model", "messages", "params", "seed",
-    "reply", "parsed", "valid", "error", "prompt_tokens", "completion_tokens", "latency_s",
-    "logprobs",
-)  # fmt: skip
-ROUND_COLS = ("round", "generation", "game", "round_in_game", "n_decisions", "wall_s")
+AGENT_COLS = AgentRow._fields
+DECISION_COLS = DecisionRow._fields
+EVENT_COLS = EventRow._fields
+LLM_CALL_COLS = CallRow._fields
+ROUND_COLS = StepRow._fields
 
 
 def _insert_sql(table: str, cols: Sequence[str]) -> str:
@@ -126,8 +120,7 @@ def _insert_sql(table: str, cols: Sequence[str]) -> str:
 class RunStore:
     """Read/write access to one run's SQLite database.
 
-    Rows are passed as tuples in the column order of the `*_COLS` constants
-    (tuples, not dicts, because a large run writes millions of them).
+    Rows are the named tuples of `society.records` (or plain tuples in their order).
     """
 
     def __init__(self, path: str | Path, *, create: bool = False) -> None:
@@ -172,17 +165,18 @@ class RunStore:
         events: Iterable[tuple] = (),
         llm_calls: Iterable[tuple] = (),
         agents: Iterable[tuple] = (),
-        checkpoint: bytes | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         """Write one round and its checkpoint atomically: all of it or none of it."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.executemany(_insert_sql("agents", AGENT_COLS), agents)
-            c.executemany(_insert_sql("llm_calls", LLM_CALL_COLS), llm_calls)
-            c.executemany(_insert_sql("decisions", DECISION_COLS), decisions)
-            c.executemany(_insert_sql("events", EVENT_COLS), events)
-            c.execute(_insert_sql("rounds", ROUND_COLS), round_row)
+            # Plain tuples: sqlite3 binds an exact tuple faster than a named tuple.
+            c.executemany(_insert_sql("agents", AGENT_COLS), map(tuple, agents))
+            c.executemany(_insert_sql("llm_calls", LLM_CALL_COLS), map(tuple, llm_calls))
+            c.executemany(_insert_sql("decisions", DECISION_COLS), map(tuple, decisions))
+            c.executemany(_insert_sql("events", EVENT_COLS), map(tuple, events))
+            c.execute(_insert_sql("rounds", ROUND_COLS), tuple(round_row))
             if checkpoint is not None:
                 c.execute(
                     "INSERT OR REPLACE INTO checkpoints (id, round, state) VALUES (1, ?, ?)",
@@ -194,7 +188,7 @@ class RunStore:
         c.execute("COMMIT")
 
     # -- reading ------------------------------------------------------------
-    def last_checkpoint(self) -> tuple[int, bytes] | None:
+    def last_checkpoint(self) -> tuple[int, Any] | None:
         """(round, state) of the latest committed checkpoint, or None."""
         row = self.conn.execute("SELECT round, state FROM checkpoints WHERE id = 1").fetchone()
         return (row[0], row[1]) if row else None

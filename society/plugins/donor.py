@@ -1,0 +1,132 @@
+"""Plug-in: the donor game with cultural evolution (protocols §1; Vallinder & Hughes,
+arXiv 2412.10270).
+
+A generation plays ``games_per_generation`` donor games of ``rounds`` rounds among the
+same agents (resources and traces reset between games). Every generation starts with a
+strategy step: new LLM agents write their strategy (from the rules, and after the first
+generation from the survivors' strategies and scores: the advice inheritance), scripted
+agents state theirs. Fitness is the mean final resources over the games.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agents.donors import make_donor_strategy
+from agents.llm_donor import LLMDonor
+from agents.prompts import game_prompts
+from games.donor import DonorPlay, DonorRules, max_rounds
+from society.config import GameConfigBase, LLMGroup
+from society.registry import GameKind, Setup
+
+
+class DonorConfig(GameConfigBase):
+    """The iterated donor game of protocols §1 (one generation plays `games_per_generation`)."""
+
+    kind: Literal["donor"] = "donor"
+    endowment: float = Field(10, gt=0, description="units each agent starts a game with")
+    multiplier: float = Field(2.0, gt=0, description="the recipient gets multiplier x the gift")
+    rounds: int = Field(12, ge=1, description="rounds per game")
+    trace_depth: int = Field(3, ge=0, description="entries of the recipient's trace shown")
+    games_per_generation: int = Field(2, ge=1, description="games per generation")
+    punishment: bool = Field(False, description="donors may spend units punishing instead")
+    punishment_cost: float = Field(1.0, gt=0, description="cost side of the cost:fine ratio")
+    punishment_fine: float = Field(2.0, gt=0, description="fine side of the cost:fine ratio")
+    no_repeat: Literal["ordered", "unordered"] = Field(
+        "ordered", description="which pairs may not repeat within a game"
+    )
+    reveal_rounds: bool = Field(
+        False, description="tell agents the number of rounds (the paper does not)"
+    )
+    ask_when_empty: bool = Field(
+        False,
+        description="ask LLM donors who hold nothing (else recorded as 'forced', giving 0)",
+    )
+    strategy_max_tokens: int = Field(256, ge=16, description="token budget of a strategy")
+    donation_max_tokens: int = Field(160, ge=16, description="token budget of a donation")
+    reasoning_chars: int = Field(300, ge=0, description="reasoning length asked before the amount")
+
+
+def _rules(setup: Setup) -> DonorRules:
+    if "rules" not in setup.cache:
+        cfg: DonorConfig = setup.config
+        try:
+            setup.cache["rules"] = DonorRules(
+                endowment=float(cfg.endowment),
+                multiplier=float(cfg.multiplier),
+                rounds=cfg.rounds,
+                trace_depth=cfg.trace_depth,
+                punishment=cfg.punishment,
+                punishment_cost=float(cfg.punishment_cost),
+                punishment_fine=float(cfg.punishment_fine),
+                no_repeat=cfg.no_repeat,
+            )
+        except ValueError as exc:
+            raise ValueError(f"game: {exc}") from None
+    return setup.cache["rules"]
+
+
+def check(setup: Setup) -> None:
+    """An even population of at least 2, and rounds the pairing rule allows."""
+    n, cfg = setup.n, setup.config
+    if n < 2 or n % 2:
+        raise ValueError(f"population: the donor game needs an even number of agents >= 2, got {n}")
+    limit = max_rounds(n, cfg.no_repeat)
+    if cfg.rounds > limit:
+        raise ValueError(
+            f"game.rounds: {cfg.rounds} rounds with {n} agents and no_repeat="
+            f"{cfg.no_repeat!r} is impossible (at most {limit}; see games.donor.DonorRules)"
+        )
+    _rules(setup)
+
+
+def new_game(setup: Setup, rng: Any) -> DonorPlay:
+    """The donor games of one generation."""
+    cfg: DonorConfig = setup.config
+    return DonorPlay(
+        setup.n, _rules(setup), cfg.games_per_generation, ask_when_empty=cfg.ask_when_empty
+    )
+
+
+def llm_policy(setup: Setup, group: LLMGroup) -> LLMDonor:
+    """The LLM donor of an LLM group (strategy writing and donations)."""
+    cfg: DonorConfig = setup.config
+    return LLMDonor(
+        setup.prompts, _rules(setup), temperature=group.temperature,
+        strategy_max_tokens=cfg.strategy_max_tokens, donation_max_tokens=cfg.donation_max_tokens,
+        reasoning_chars=cfg.reasoning_chars, survivors=setup.scenario.evolution.survivors,
+        reveal_rounds=cfg.reveal_rounds, persona=group.persona,
+    )  # fmt: skip
+
+
+def resolved(setup: Setup) -> dict[str, Any]:
+    """The donor game's rules as played."""
+    r = _rules(setup)
+    return {
+        "kind": "donor",
+        "endowment": r.endowment,
+        "multiplier": r.multiplier,
+        "rounds": r.rounds,
+        "trace_depth": r.trace_depth,
+        "games_per_generation": setup.config.games_per_generation,
+        "punishment": r.punishment,
+        "punishment_cost": r.punishment_cost,
+        "punishment_fine": r.punishment_fine,
+    }
+
+
+PLUGIN = GameKind(
+    kind="donor",
+    config=DonorConfig,
+    new_game=new_game,
+    scripted=make_donor_strategy,
+    llm=llm_policy,
+    resolved=resolved,
+    check=check,
+    prompts=game_prompts("donor"),
+    ignores=frozenset({"max_tokens"}),
+    strategy_step=True,
+    report="donor",
+)
