@@ -100,7 +100,7 @@ def build_store(run_dir: Path, decisions: int, agents: int, seed: int = 0) -> in
             pay = [PAYOFF[a, b] for a, b in zip(move.tolist(), pmove.tolist(), strict=True)]
             ids, pids, mv = range(agents), partner.tolist(), move.tolist()
             dec += [
-                (r, 0, i, j, "move", m, 0.0 if m == "C" else 1.0, 1, "scripted", None)
+                (r, 0, i, j, "move", m, 0.0 if m == "C" else 1.0, 1, "scripted", None, None)
                 for i, j, m in zip(ids, pids, mv, strict=True)
             ]
             ev += [

@@ -37,8 +37,8 @@ def make_store(run_dir, moves1=A1, moves2=A2, seed=7):
         ]
         for r, (m1, m2) in enumerate(zip(moves1, moves2, strict=True)):
             dec = [
-                (r, 0, 1, 2, "move", m1, float(m1 == "D"), 1, "llm", None),
-                (r, 0, 2, 1, "move", m2, float(m2 == "D"), 1, "scripted", None),
+                (r, 0, 1, 2, "move", m1, float(m1 == "D"), 1, "llm", None, None),
+                (r, 0, 2, 1, "move", m2, float(m2 == "D"), 1, "scripted", None, None),
             ]
             p1, p2 = PD[(m1, m2)]
             ev = [

@@ -13,6 +13,7 @@ import society.runner as runner
 from agents.chat import ChatRequest
 from agents.llm_donor import FALLBACK_STRATEGY, extract_strategy
 from society.backends.fake import FakeBackend
+from society.engine import Engine
 from society.errors import UserError
 from society.evolution import (
     AdviceInheritance,
@@ -25,7 +26,6 @@ from society.evolution import (
 )
 from society.scenario import validate_scenario
 from society.show import render
-from society.sims.donor import DonorSim
 from tests.helpers import assert_same_store
 
 
@@ -48,25 +48,34 @@ def give_max(request: ChatRequest) -> str:
     return json.dumps({"reasoning": "give all", "amount": top})
 
 
-@pytest.fixture
-def fake_backends(monkeypatch):
-    """Route every LLM group to a FakeBackend; `responder` is settable; instances kept."""
-    made: list[FakeBackend] = []
-    state = {"responder": None}
+class FakePool(dict):
+    """Injected backends: a FakeBackend per backend key, made on first use, all kept."""
 
-    def make(kind, model, **options):
-        b = FakeBackend(model, responder=state["responder"])
-        made.append(b)
+    def __init__(self, state: dict) -> None:
+        super().__init__()
+        self.state = state
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> FakeBackend:
+        model = json.loads(key)["model"] if key.startswith("{") else key
+        b = self[key] = FakeBackend(model, responder=self.state["responder"])
+        self.state["made"].append(b)
         return b
 
-    monkeypatch.setattr(runner, "make_backend", make)
-    state["made"] = made
+
+@pytest.fixture
+def fake_backends():
+    """Every LLM group served by an injected FakeBackend; `responder` is settable."""
+    state: dict = {"responder": None, "made": []}
+    state["pool"] = FakePool(state)
     return state
 
 
-def run(data, tmp_path: Path, name="run") -> sqlite3.Connection:
+def run(data, tmp_path: Path, name="run", backends=None) -> sqlite3.Connection:
     sc = validate_scenario(data)
-    runner.start_run(sc, tmp_path / name, quiet=True)
+    runner.start_run(sc, tmp_path / name, quiet=True, backends=backends)
     return sqlite3.connect(tmp_path / name / "run.sqlite")
 
 
@@ -96,7 +105,7 @@ def test_everyone_donates_all_llm_gives_30720_in_batches(tmp_path, fake_backends
     fake_backends["responder"] = give_max
     data = scenario([{"name": "llm", "count": 12, "kind": "llm"}])
     data["backend"] = {"kind": "fake", "model": "fake"}
-    conn = run(data, tmp_path)
+    conn = run(data, tmp_path, backends=fake_backends["pool"])
     fit = [v for (v,) in q(conn, "SELECT value FROM events WHERE kind = 'fitness'")]
     assert np.mean(fit) == 30720
     assert q(conn, "SELECT DISTINCT source, valid FROM decisions WHERE kind = 'donate'") == [
@@ -125,7 +134,7 @@ def test_donors_holding_nothing_are_not_asked(tmp_path, fake_backends, ask_when_
     data = scenario([{"name": "llm", "count": 4, "kind": "llm"}], rounds=4,
                     games_per_generation=1, ask_when_empty=ask_when_empty)  # fmt: skip
     data["backend"] = {"kind": "fake", "model": "fake"}
-    conn = run(data, tmp_path)
+    conn = run(data, tmp_path, backends=fake_backends["pool"])
     (backend,) = fake_backends["made"]
     third = q(conn, "SELECT DISTINCT source, value, valid FROM decisions "
                     "WHERE kind = 'donate' AND round = 3")  # fmt: skip
@@ -142,7 +151,7 @@ def test_rounds_not_revealed_and_prompt_contents(tmp_path, fake_backends):
     fake_backends["responder"] = give_max
     data = scenario([{"name": "llm", "count": 4, "kind": "llm"}], rounds=4, trace_depth=2)
     data["backend"] = {"kind": "fake", "model": "fake"}
-    conn = run(data, tmp_path)
+    conn = run(data, tmp_path, backends=fake_backends["pool"])
     msgs = [json.loads(m) for (m,) in q(conn, "SELECT messages FROM llm_calls")]
     text = " ".join(m["content"] for ms in msgs for m in ms)
     assert "4 rounds" not in text and "lasts" not in text
@@ -208,17 +217,17 @@ def test_unknown_rules_are_clear_errors():
     data = scenario([{"name": "a", "count": 4, "strategy": "donate_all"}], rounds=4)
     data["evolution"]["selection"] = "best"
     with pytest.raises(UserError, match="evolution.selection"):
-        DonorSim(validate_scenario(data))
+        Engine(validate_scenario(data))
     odd = scenario([{"name": "a", "count": 5, "strategy": "donate_all"}], rounds=4)
     with pytest.raises(UserError, match="even number"):
-        DonorSim(validate_scenario(odd))
+        Engine(validate_scenario(odd))
 
 
 def test_llm_inheritance_rows_and_advice(tmp_path, fake_backends):
     fake_backends["responder"] = None  # default: amounts from the prompt hash
     data = scenario([{"name": "llm", "count": 4, "kind": "llm"}], generations=3, rounds=4)
     data["backend"] = {"kind": "fake", "model": "fake"}
-    conn = run(data, tmp_path)
+    conn = run(data, tmp_path, backends=fake_backends["pool"])
     agents = q(conn, "SELECT agent_id, generation, parent_id, born_round FROM agents ORDER BY 1")
     assert len(agents) == 4 + 2 + 2
     assert [a[1] for a in agents] == [0] * 4 + [1] * 2 + [2] * 2
@@ -268,7 +277,7 @@ def test_copy_inheritance_copies_text(tmp_path, fake_backends):
     data = scenario([{"name": "llm", "count": 4, "kind": "llm"}], generations=2, rounds=2)
     data["backend"] = {"kind": "fake", "model": "fake"}
     data["evolution"]["inheritance"] = "copy"
-    conn = run(data, tmp_path)
+    conn = run(data, tmp_path, backends=fake_backends["pool"])
     assert q(conn, "SELECT COUNT(*) FROM llm_calls WHERE purpose='strategy'") == [(4,)]
     for _aid, parent, text in q(
         conn, "SELECT agent_id, parent_id, strategy FROM agents WHERE generation = 1"
@@ -314,8 +323,9 @@ def test_punishment_events_and_accounting(tmp_path):
         assert d["donor_after"] == pytest.approx(d["donor_before"] - amount)
         assert d["fine"] == pytest.approx(min(d["recipient_before"], 2 * amount))
         assert d["recipient_after"] == pytest.approx(d["recipient_before"] - d["fine"])
-    acts = [json.loads(a) for (a,) in q(conn, "SELECT action FROM decisions WHERE kind='donate'")]
-    assert sum(a["punish"] for a in acts) == len(pun)
+    acts = q(conn, "SELECT action, data FROM decisions WHERE kind='donate'")
+    assert sum(json.loads(d)["punish"] for _, d in acts) == len(pun)
+    assert sum(a == "punish" for a, _ in acts) == len(pun)
     for _, _, amount, data_json in q(
         conn, "SELECT agent_id, partner_id, value, data FROM events WHERE kind='donation'"
     ):
@@ -336,7 +346,7 @@ def test_llm_punishment_schema(tmp_path, fake_backends):
     data = scenario([{"name": "llm", "count": 4, "kind": "llm"}], rounds=2, punishment=True,
                     ask_when_empty=True)  # fmt: skip
     data["backend"] = {"kind": "fake", "model": "fake"}
-    conn = run(data, tmp_path)
+    conn = run(data, tmp_path, backends=fake_backends["pool"])
     assert q(conn, "SELECT COUNT(*) FROM events WHERE kind='punishment'") == [(2 * 2 * 2,)]
     system = json.loads(q(conn, "SELECT messages FROM llm_calls LIMIT 1")[0][0])[0]["content"]
     assert "others may punish you too" in system
@@ -346,7 +356,7 @@ def test_invalid_replies_fall_back_to_zero(tmp_path, fake_backends):
     fake_backends["responder"] = lambda r: "I give 5" if r.json_schema else "no strategy here"
     data = scenario([{"name": "llm", "count": 4, "kind": "llm"}], rounds=2)
     data["backend"] = {"kind": "fake", "model": "fake"}
-    conn = run(data, tmp_path)
+    conn = run(data, tmp_path, backends=fake_backends["pool"])
     assert q(conn, "SELECT DISTINCT value, valid, source FROM decisions WHERE kind='donate'") == [
         (0.0, 0, "fallback")
     ]
@@ -388,7 +398,7 @@ def test_mixed_population_two_backends(tmp_path, fake_backends):
         generations=2,
         rounds=4,
     )
-    conn = run(data, tmp_path)
+    conn = run(data, tmp_path, backends=fake_backends["pool"])
     assert len(fake_backends["made"]) == 2
     models = dict(q(conn, "SELECT grp, model FROM agents WHERE kind='llm' GROUP BY grp"))
     assert models == {"a": "fa", "b": "fb"}
@@ -417,10 +427,10 @@ def test_resume_is_identical(tmp_path, monkeypatch, fake_backends, kill_after):
     )
     data["backend"] = {"kind": "fake", "model": "fake"}
     sc = validate_scenario(data)
-    full = run(data, tmp_path, "full")
+    full = run(data, tmp_path, "full", backends=fake_backends["pool"])
     assert q(full, "SELECT COUNT(*) FROM rounds") == [(3 * (1 + 2 * 6),)]
 
-    real_step = DonorSim.step
+    real_step = Engine.step
     calls = {"n": 0}
 
     def flaky(self, decider):
@@ -429,27 +439,27 @@ def test_resume_is_identical(tmp_path, monkeypatch, fake_backends, kill_after):
         calls["n"] += 1
         return real_step(self, decider)
 
-    monkeypatch.setattr(DonorSim, "step", flaky)
+    monkeypatch.setattr(Engine, "step", flaky)
     with pytest.raises(KeyboardInterrupt):
-        runner.start_run(sc, tmp_path / "cut", quiet=True)
-    monkeypatch.setattr(DonorSim, "step", real_step)
+        runner.start_run(sc, tmp_path / "cut", quiet=True, backends=fake_backends["pool"])
+    monkeypatch.setattr(Engine, "step", real_step)
     partial = sqlite3.connect(tmp_path / "cut" / "run.sqlite")
     assert q(partial, "SELECT COUNT(*) FROM rounds") == [(kill_after,)]
     partial.close()
-    runner.resume_run(tmp_path / "cut", quiet=True)
+    runner.resume_run(tmp_path / "cut", quiet=True, backends=fake_backends["pool"])
     assert_same_store(tmp_path / "full", tmp_path / "cut")
 
 
 def test_state_round_trip_mid_game():
     data = scenario([{"name": "r", "count": 4, "strategy": "random"}], generations=2, rounds=4)
     sc = validate_scenario(data)
-    a, b = DonorSim(sc), DonorSim(sc)
+    a, b = Engine(sc), Engine(sc)
     from society.decide import Decider
 
     d = Decider({}, 0)
     for _ in range(3):
         a.step(d)
-    b.set_state(a.get_state())
+    b.set_state(json.loads(json.dumps(a.get_state())))  # as a checkpoint holds it
     while not a.done:
         assert a.step(d) == b.step(d)
     assert b.done and a.total_steps == 2 * (1 + 2 * 4)

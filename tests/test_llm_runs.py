@@ -21,20 +21,25 @@ pytest.importorskip("llama_cpp")
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
 
-def llm_scenario(rounds: int = 3, **llm_group) -> dict:
+def llm_scenario(rounds: int = 3, **game) -> dict:
     return {
         "name": "llm-test",
         "seed": 5,
         "backend": {"kind": "llamacpp", "model": "smollm2-135m"},
         "population": {
             "groups": [
-                {"name": "llm", "count": 1, "kind": "llm", "max_tokens": 16, **llm_group},
+                {"name": "llm", "count": 1, "kind": "llm", "max_tokens": 16},
                 {"name": "alld", "count": 1, "strategy": "always_defect"},
                 {"name": "allc", "count": 1, "strategy": "always_cooperate"},
             ]
         },
         "matching": {"kind": "round_robin"},
-        "game": {"kind": "repeated_2x2", "preset": "prisoners_dilemma", "rounds": rounds},
+        "game": {
+            "kind": "repeated_2x2",
+            "preset": "prisoners_dilemma",
+            "rounds": rounds,
+            **game,
+        },  # fmt: skip
     }
 
 

@@ -6,10 +6,10 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from society.config import MatchingConfig, NetworkConfig
 from society.errors import UserError
 from society.matching import build_matcher, round_robin_pairs
 from society.network import build_network
-from society.scenario import MatchingConfig, NetworkConfig
 
 
 def test_round_robin_pairs():

@@ -68,7 +68,7 @@ def test_unknown_game_kind(tmp_path):
 def test_scripted_group_needs_strategy(tmp_path):
     data = ipd_scenario()
     del data["population"]["groups"][0]["strategy"]
-    assert "needs a 'strategy'" in error_of(tmp_path, data)
+    assert "population.groups.0.strategy: required field is missing" in error_of(tmp_path, data)
 
 
 def test_duplicate_group_names(tmp_path):
