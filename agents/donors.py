@@ -71,6 +71,8 @@ def _give(obs: DonorObservation, fraction: float) -> DonorAction:
 class FixedFraction(DonorStrategy):
     """Always give the same fraction of what it holds."""
 
+    fraction: float
+
     name = "fixed_fraction"
     classifier = {"stochastic": False, "trace_depth_used": 0, "punishes": False}
     parameters = {"fraction": _FRACTION}
@@ -113,6 +115,8 @@ class DonateAll(DonorStrategy):
 class RandomDonor(DonorStrategy):
     """Give a fraction drawn uniformly from ``[0, max_fraction]`` (one draw per decision)."""
 
+    max_fraction: float
+
     name = "random"
     classifier = {"stochastic": True, "trace_depth_used": 0, "punishes": False}
     parameters = {"max_fraction": Param(1.0, "fraction", "largest share it may give")}
@@ -132,6 +136,9 @@ class ImageScoring(DonorStrategy):
 
     A recipient with no trace yet (it has not been a donor) gets the benefit of the doubt.
     """
+
+    fraction: float
+    threshold: float
 
     name = "image_scoring"
     classifier = {"stochastic": False, "trace_depth_used": 1, "punishes": False}
@@ -174,6 +181,9 @@ class Standing(DonorStrategy):
     cost the withholder its standing; this needs the trace's deeper entries.
     """
 
+    fraction: float
+    threshold: float
+
     name = "standing"
     classifier = {"stochastic": False, "trace_depth_used": 3, "punishes": False}
     parameters = {"fraction": _FRACTION, "threshold": _THRESHOLD}
@@ -199,6 +209,9 @@ class Punisher(DonorStrategy):
     spends ``fraction`` of its holdings punishing; in every other case (no trace yet, a
     generous recipient, or no punishment in this game) it donates ``fraction``.
     """
+
+    fraction: float
+    threshold: float
 
     name = "punisher"
     classifier = {"stochastic": False, "trace_depth_used": 1, "punishes": True}

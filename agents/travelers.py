@@ -112,6 +112,8 @@ class AlwaysMin(TravelersPolicy):
 class BestResponse(TravelersPolicy):
     """Claim one below the partner's last claim (at least low); `first` in round one."""
 
+    first: int | None
+
     name = "best_response"
     classifier = {"stochastic": False, "memory_depth": 1}
     parameters = {"first": ClaimParam(None, doc="first-round claim (null: the high claim)")}

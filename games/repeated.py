@@ -360,7 +360,10 @@ class RepeatedGame(Game):
         for events in steps:
             payoffs = [e for e in events if e.kind == RepeatedKind.PAYOFF]
             for row, col in zip(payoffs[::2], payoffs[1::2], strict=True):
-                h = self.hist[(row.agent, row.partner)]
-                h[0].append(code[row.action])
-                h[1].append(code[col.action])
-            self._score([e.agent for e in payoffs], np.array([e.value for e in payoffs]))
+                h = self.hist[(int(row.agent), int(row.partner))]  # type: ignore[arg-type]
+                h[0].append(code[str(row.action)])
+                h[1].append(code[str(col.action)])
+            self._score(
+                [int(e.agent) for e in payoffs],  # type: ignore[arg-type]
+                np.array([e.value for e in payoffs], dtype=float),
+            )

@@ -208,7 +208,7 @@ class TravelersGame(Game):
             h = self.hist.setdefault(pair, ([], [], [], []))
             i, j = pair
             r = len(h[0]) + 1
-            ci, cj, pi, pj = (tuple(x) for x in h)
+            ci, cj, pi, pj = tuple(h[0]), tuple(h[1]), tuple(h[2]), tuple(h[3])
             obs_i = TravelersObservation(r, shown, ci, cj, pi, rules)
             obs_j = TravelersObservation(r, shown, cj, ci, pj, rules)
             turns.append(Turn(i, j, TravelersKind.CLAIM, obs_i, spec, fallback, k))
@@ -255,7 +255,7 @@ class TravelersGame(Game):
     def get_state(self) -> dict[str, Any]:
         return {
             "round": self.round,
-            "matches": [[i, j, *map(list, h)] for (i, j), h in self.hist.items()],
+            "matches": [[i, j, *(list(x) for x in h)] for (i, j), h in self.hist.items()],
             "points": [[slot, total, int(n)] for slot, (total, n) in self.points.items()],
         }
 

@@ -110,9 +110,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         _report(result, args.quiet)
         return 0
     if args.command == "show":
-        from society.show import render
+        from analysis.report import ReportError, show
 
-        print(render(args.run_dir, top=args.top))
+        try:
+            print(show(args.run_dir, top=args.top))
+        except ReportError as exc:
+            raise UserError(str(exc)) from None
         return 0
     if args.command == "models":
         return _models(args)
@@ -125,10 +128,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise UserError(f"schema {args.game}: {exc}") from None
         return 0
     if args.command == "analyze":
-        from society.analyze import analyze
+        from analysis.report import ReportError, analyze
 
-        out = analyze(args.run_dir, args.out)
-        print(f"report written to {out}")
+        try:
+            report = analyze(args.run_dir, args.out)
+        except ReportError as exc:
+            raise UserError(str(exc)) from None
+        print(f"report written to {report.out}")
         return 0
     raise AssertionError(args.command)  # pragma: no cover
 
@@ -156,9 +162,9 @@ def _models(args: argparse.Namespace) -> int:
 
 def _report(result, quiet: bool) -> None:
     if not quiet:
-        from society.show import render
+        from analysis.report import show
 
-        print(render(result.run_dir))
+        print(show(result.run_dir))
         print()
     rate = result.decisions / result.wall_s if result.wall_s else 0.0
     print(

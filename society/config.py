@@ -166,4 +166,7 @@ class OutputConfig(Strict):
 
 
 class GameConfigBase(Strict):
-    """Base of every game's config model; each plug-in's model adds `kind` and its options."""
+    """Base of every game's config model; each plug-in's model narrows `kind` to its own
+    name (a literal: the scenario's game union is discriminated by it) and adds options."""
+
+    kind: str

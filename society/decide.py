@@ -104,7 +104,10 @@ class Decider:
 
     def _advance(self, job: Job, reply: ChatReply | None, *, first: bool) -> None:
         try:
-            job.pending = next(job.gen) if first else job.gen.send(reply)
+            if first or reply is None:
+                job.pending = next(job.gen)
+            else:
+                job.pending = job.gen.send(reply)
         except StopIteration as stop:
             job.pending = None
             job.result = stop.value

@@ -275,8 +275,9 @@ class Engine:
         if jobs:  # what LLM policies add (e.g. a prediction, a reasoning) joins the data
             datas = list(datas)
             for k, _ in jobs:
-                if extra[k]:
-                    datas[k] = {**(datas[k] or {}), **extra[k]}
+                more = extra[k]
+                if more:
+                    datas[k] = {**(datas[k] or {}), **more}
         # Column by column, then rows at C speed (a tournament step has 10^5 decisions).
         agents = [ids[t[0]] for t in turns]
         partners = [None if t[1] is None else ids[t[1]] for t in turns]

@@ -76,7 +76,7 @@ def display_name(agent_id: int) -> str:
 
 def initial_slots(groups: Sequence[Group]) -> list[Slot]:
     """Generation 0: ids and names in group order (``<group>-<k>``)."""
-    slots = []
+    slots: list[Slot] = []
     for gi, group in enumerate(groups):
         for k in range(group.count):
             slots.append(Slot(len(slots), gi, f"{group.name}-{k}"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -17,6 +17,7 @@ from society.config import (
     GROUP_TAGS,
     BackendConfig,
     EvolutionConfig,
+    GameConfigBase,
     LLMGroup,
     MatchingConfig,
     NetworkConfig,
@@ -38,8 +39,10 @@ __all__ = [
 
 _KINDS = game_kinds()
 _CONFIGS = tuple(k.config for k in _KINDS.values())
-# The game union, built from the registered plug-ins (`society.registry`).
-GameConfig = Annotated[Union[_CONFIGS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+if TYPE_CHECKING:
+    GameConfig = GameConfigBase
+else:  # the game union, built from the registered plug-ins (`society.registry`)
+    GameConfig = Annotated[Union[_CONFIGS], Field(discriminator="kind")]  # noqa: UP007
 
 
 class Scenario(Strict):

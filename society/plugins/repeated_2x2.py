@@ -88,7 +88,7 @@ def build_rules(cfg: Repeated2x2Config) -> RepeatedGameRules:
             rounds=cfg.rounds,
             noise=cfg.noise,
             continuation=cfg.continuation,
-            labels=tuple(cfg.labels),
+            labels=(cfg.labels[0], cfg.labels[1]),
             shuffle_options=cfg.shuffle_options,
         )
     except ValueError as exc:
