@@ -192,8 +192,6 @@ class RepeatedGame(Game):
         self.round = 0
         self.hist: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
         self.lengths: dict[tuple[int, int], int] = {}
-        self.total = np.zeros(0)  # per slot: payoff so far (fitness)
-        self.count = np.zeros(0, dtype=np.int64)  # per slot: rounds played
         self._active: list[tuple[tuple[int, int], tuple[list[int], list[int]]]] = []
         if static:
             for pair in pairs(0, rng):
@@ -288,8 +286,6 @@ class RepeatedGame(Game):
             hj.append(b)
         ii = [p[0] for p, _ in self._active]
         jj = [p[1] for p, _ in self._active]
-        self._score(ii, pay_i)
-        self._score(jj, pay_j)
         kind, ev, code = RepeatedKind.PAYOFF.value, partial(tuple.__new__, Event), MOVES
         events: list[Event] = [None] * (2 * len(ii))  # type: ignore[list-item]
         events[0::2] = [
@@ -304,19 +300,6 @@ class RepeatedGame(Game):
         self.round += 1
         return events
 
-    def _score(self, slots: Sequence[int], pay: Any) -> None:
-        """Add one round's payoffs to each slot's total and count (for fitness)."""
-        if not len(slots):
-            return
-        idx = np.asarray(slots)
-        n = int(idx.max()) + 1
-        if n > len(self.total):
-            grow = n - len(self.total)
-            self.total = np.concatenate([self.total, np.zeros(grow)])
-            self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
-        self.total[:n] += np.bincount(idx, weights=pay, minlength=n)
-        self.count[:n] += np.bincount(idx, minlength=n)
-
     def record(self, turn: Turn, action: Any) -> tuple[str | None, float | None, Any]:
         return MOVES[action], action, None
 
@@ -326,14 +309,24 @@ class RepeatedGame(Game):
         return [MOVES[a] for a in actions], actions, [None] * len(actions)
 
     def fitness(self) -> dict[int, tuple[float, dict[str, Any] | None]]:
-        """Per slot: mean payoff per round played (``fitness="mean"``) or the total."""
+        """Per slot: mean payoff per round played (``fitness="mean"``) or the total.
+
+        Computed from the played moves of every match, so nothing is accumulated per step.
+        """
+        total: dict[int, float] = {}
+        count: dict[int, int] = {}
+        for (i, j), (hi, hj) in self.hist.items():
+            if not hi:
+                continue
+            pay_i, pay_j = self.rules.payoffs_vec(np.asarray(hi), np.asarray(hj))
+            for slot, pay in ((i, pay_i), (j, pay_j)):
+                total[slot] = total.get(slot, 0.0) + float(pay.sum())
+                count[slot] = count.get(slot, 0) + len(hi)
         out: dict[int, tuple[float, dict[str, Any] | None]] = {}
-        for slot, (total, n) in enumerate(
-            zip(self.total.tolist(), self.count.tolist(), strict=True)
-        ):
-            if n:
-                value = total / n if self.fitness_rule == "mean" else total
-                out[slot] = (float(value), {"total": total, "rounds": n})
+        for slot in sorted(total):
+            t, n = total[slot], count[slot]
+            value = t / n if self.fitness_rule == "mean" else t
+            out[slot] = (value, {"total": t, "rounds": n})
         return out
 
     def get_state(self) -> dict[str, Any]:
@@ -347,11 +340,9 @@ class RepeatedGame(Game):
         if state["lengths"] is not None:
             self.lengths = {(int(i), int(j)): int(n) for i, j, n in state["lengths"]}
         self.hist = {pair: ([], []) for pair in self.lengths}  # filled by `restore`
-        self.total = np.zeros(0)
-        self.count = np.zeros(0, dtype=np.int64)
 
     def restore(self, steps: Iterable[Sequence[Event]]) -> None:
-        """Rebuild histories and points from the committed events of this game.
+        """Rebuild the move histories from the committed events of this game.
 
         Each step's payoff events come in pairs: the row player's (i, j), then the column
         player's (j, i) — so self-play pairs (i, i) rebuild too.
@@ -363,7 +354,3 @@ class RepeatedGame(Game):
                 h = self.hist[(int(row.agent), int(row.partner))]  # type: ignore[arg-type]
                 h[0].append(code[str(row.action)])
                 h[1].append(code[str(col.action)])
-            self._score(
-                [int(e.agent) for e in payoffs],  # type: ignore[arg-type]
-                np.array([e.value for e in payoffs], dtype=float),
-            )

@@ -191,7 +191,6 @@ def _play(
     # A step makes hundreds of thousands of short-lived tuples and no reference cycles:
     # the collector's frequent full passes over the (large, long-lived) game state would
     # cost more than the step itself. Freeze what exists and collect less often.
-    gc.collect()
     gc.freeze()
     thresholds = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
