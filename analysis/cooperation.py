@@ -24,10 +24,13 @@ __all__ = [
     "forgiveness_retaliation",
     "payoff_matrix",
     "score_vs_max",
+    "agent_scores",
+    "strategy_scores",
     "gini",
     "gini_by",
     "donations",
     "donation_fraction",
+    "DONATION_DEFINITION",
     "mean_resources",
     "survival_by_group",
 ]
@@ -165,13 +168,21 @@ def reciprocity(obj: Any, by: By = "agent_id") -> pd.DataFrame:
 def payoff_matrix(source: Any) -> np.ndarray:
     """The (2, 2, 2) bimatrix ``M[a1, a2] = (payoff to player 1, payoff to player 2)``.
 
-    ``source`` is a Run, a scenario dict, a ``scenario['game']`` dict, or a matrix: a
-    2x2 own-payoff matrix (symmetric game) or a 2x2x2 bimatrix. From a game dict it reads
+    ``source`` is a Run, a scenario dict, a ``scenario['game']`` dict (or a resolved
+    game, ``Run.game``), or a matrix: a 2x2 own-payoff matrix (symmetric game) or a 2x2x2
+    bimatrix. A Run's resolved game (meta ``resolved_game``, its ``payoffs``) is used when
+    the store has one; otherwise the game is rebuilt from the scenario. From a game dict it
+    reads
     ``payoffs`` (nested list), or ``ordinal`` (one of the 144 ordinal games by name), or
     ``R``/``S``/``T``/``P``, or a known preset name (in ``preset``, ``stage``, ``name`` or
     ``game``) with its parameters as overrides.
     """
     if hasattr(source, "scenario") and not isinstance(source, dict):
+        # The resolved game the run recorded (meta `resolved_game`) comes first; the
+        # scenario's game section is rebuilt only for stores that predate it.
+        game = getattr(source, "game", None)
+        if isinstance(game, dict) and game.get("payoffs") is not None:
+            return payoff_matrix(game["payoffs"])
         source = source.scenario
     if isinstance(source, dict):
         game = source.get("game", source)
@@ -283,6 +294,49 @@ def score_vs_max(
     return out
 
 
+# -- scores -------------------------------------------------------------------------------
+
+
+def agent_scores(obj: Any) -> pd.DataFrame:
+    """Per agent: ``score``, the sum of its ``payoff`` events (0 for an agent without any).
+
+    One row per agent of ``agents`` (``agent_id``, ``name``, ``grp``, ``strategy``,
+    ``model``, plus ``run`` for a RunSet), highest score first. ``society show`` and the
+    report both read scores here.
+    """
+    agents = frame(obj, "agents")
+    ev = frame(obj, "events")
+    run = ["run"] if "run" in agents.columns else []
+    cols = [c for c in [*run, "agent_id", "name", "grp", "strategy", "model"] if c in agents]
+    out = agents[cols].copy()
+    for c in ("grp", "strategy", "model"):
+        if c in out.columns:
+            out[c] = out[c].astype(object)
+    pay = ev[ev["kind"] == "payoff"] if len(ev) else ev
+    if len(pay):
+        tot = pay.groupby([*run, "agent_id"], observed=True)["value"].sum().rename("score")
+        out = out.merge(tot.reset_index(), on=[*run, "agent_id"], how="left")
+    else:
+        out["score"] = np.nan
+    out["score"] = out["score"].fillna(0.0).astype(float)
+    out = out.sort_values(
+        [*run, "score", "agent_id"], ascending=[*([True] * len(run)), False, True]
+    )
+    return out.reset_index(drop=True)
+
+
+def strategy_scores(obj: Any, by: By = ("grp", "strategy")) -> pd.DataFrame:
+    """Per ``by``: ``agents``, ``mean_score`` (per agent) and ``total_score``, from
+    :func:`agent_scores`; best mean first."""
+    a = agent_scores(obj)
+    keys = group_keys(a, by)
+    g = a.groupby(keys, observed=True, dropna=False, sort=False)
+    out = g.agg(
+        agents=("agent_id", "size"), mean_score=("score", "mean"), total_score=("score", "sum")
+    )
+    return out.sort_values("mean_score", ascending=False, kind="stable").reset_index()
+
+
 # -- inequality ---------------------------------------------------------------------------
 
 
@@ -331,8 +385,18 @@ def gini_by(obj: Any, source: str = "auto", by: By = "generation") -> pd.DataFra
 # -- donor game ----------------------------------------------------------------------------
 
 
-def _json_field(col: pd.Series, field: str) -> pd.Series:
-    """Parse one numeric field of a JSON text column, once per distinct text."""
+DONATION_DEFINITION = (
+    "share of the donor's holdings given to the recipient, averaged over every donor turn "
+    "(fallbacks included); a punishment gives nothing and counts as 0"
+)
+
+
+def json_field(col: pd.Series, field: str) -> pd.Series:
+    """One numeric field of a JSON text column (e.g. ``decisions.data``) as float64.
+
+    Missing, unparsable or non-numeric values are NaN; booleans become 0/1. The JSON is
+    parsed once per distinct text, so a million rows cost as much as their distinct values.
+    """
     cat = col.astype("category") if not isinstance(col.dtype, pd.CategoricalDtype) else col
 
     def get(text: Any) -> float:
@@ -350,24 +414,58 @@ def _json_field(col: pd.Series, field: str) -> pd.Series:
 
 
 def donations(obj: Any) -> pd.DataFrame:
-    """Donor-game decisions with ``amount``, ``fraction`` (of holdings, 0..1) and ``punish``."""
+    """The donor-game 'donate' decisions with their parsed ``data``.
+
+    Added columns: ``punish`` (the donor punished instead of giving: ``action`` is
+    'punish'), ``amount`` (units the donor spent, given or punishing: ``value``),
+    ``percent`` (that amount as a percent of the donor's holdings, from ``data``),
+    ``given`` (units given: ``amount``, 0 for a punishment) and ``fraction`` (the share
+    of holdings given, 0..1: ``percent / 100``, 0 for a punishment).
+    """
+    from .run import upgrade_decisions
+
     d = frame(obj, "decisions")
     d = d[d["kind"] == "donate"].copy()
+    if "data" not in d.columns:  # a hand-built frame in the format-1 shape
+        d = upgrade_decisions(d)
+    d["punish"] = (d["action"].astype(object) == "punish").to_numpy(dtype=bool)
     d["amount"] = d["value"].astype(float)
-    d["fraction"] = _json_field(d["action"], "percent") / 100.0
-    d["punish"] = _json_field(d["action"], "punish").fillna(0).astype(bool)
+    d["percent"] = json_field(d["data"], "percent")
+    d["given"] = d["amount"].where(~d["punish"], 0.0)
+    d["fraction"] = (d["percent"] / 100.0).where(~d["punish"], 0.0)
     return d
 
 
 def donation_fraction(obj: Any, by: By = "generation") -> pd.DataFrame:
-    """Mean fraction of holdings given (punishments left out) and mean amount per ``by``."""
+    """Donor generosity per ``by``: the one definition of the donation fraction.
+
+    ``mean_fraction``: the share of the donor's holdings given to the recipient, averaged
+    over every donor turn ('donate' decision), LLM fallbacks included; a punishment gives
+    nothing and counts as 0 (so a society that turns from giving to punishing is measured
+    as giving less). ``mean_amount``: units given per turn (punishments 0).
+    ``punishments`` / ``punish_rate``: turns that punished, and their share. ``n``: turns.
+    ``society show`` (as "donation %") and the report use this function.
+    """
     d = donations(obj)
-    d = d[~d["punish"]]
     keys = group_keys(d, by)
-    cols = {"mean_fraction": ("fraction", "mean"), "mean_amount": ("amount", "mean")}
+    cols = {
+        "mean_fraction": ("fraction", "mean"),
+        "mean_amount": ("given", "mean"),
+        "punishments": ("punish", "sum"),
+        "punish_rate": ("punish", "mean"),
+        "n": ("fraction", "size"),
+    }
     if not keys:
-        return d.agg(**cols).T.reset_index(drop=True).assign(n=len(d))
-    out = d.groupby(keys, observed=True).agg(**cols, n=("fraction", "size")).reset_index()
+        row = {
+            "mean_fraction": d["fraction"].mean(),
+            "mean_amount": d["given"].mean(),
+            "punishments": int(d["punish"].sum()),
+            "punish_rate": d["punish"].mean() if len(d) else np.nan,
+            "n": len(d),
+        }
+        return pd.DataFrame([row])
+    out = d.groupby(keys, observed=True).agg(**cols).reset_index()
+    out["punishments"] = out["punishments"].astype("int64")
     return out
 
 

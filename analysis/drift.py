@@ -203,15 +203,18 @@ def action_labels(decisions: pd.DataFrame, kind: str = "move", bins: int = 10) -
     """Discrete action labels: the move for 2x2 games; for 'donate' the percent given,
     binned into ``bins`` equal bins of 0..100 (punishments labelled 'punish')."""
     if kind == "donate":
-        from .cooperation import _json_field
+        from .cooperation import json_field
+        from .run import upgrade_decisions
 
-        pct = _json_field(decisions["action"], "percent").clip(0, 100)
+        if "data" not in decisions.columns:
+            decisions = upgrade_decisions(decisions.copy())
+        pct = json_field(decisions["data"], "percent").clip(0, 100)
         b = np.minimum((pct.to_numpy() / (100 / bins)).astype("float"), bins - 1)
         lab = pd.Series(
             [f"{int(x) * 100 // bins}%" if not np.isnan(x) else "nan" for x in b],
             index=decisions.index,
         )
-        pun = _json_field(decisions["action"], "punish").fillna(0).astype(bool)
+        pun = (decisions["action"].astype(object) == "punish").to_numpy(dtype=bool)
         return lab.where(~pun, "punish")
     return decisions["action"].astype(str)
 
@@ -464,12 +467,14 @@ class EquilibriumFit:
     n: int
 
 
-def fit_equilibrium(D: Sequence[float] | Sequence[Sequence[float]]) -> EquilibriumFit:
+def fit_equilibrium(
+    D: Sequence[float] | Sequence[Sequence[float]] | np.ndarray,
+) -> EquilibriumFit:
     """Fit ΔD_t = a + b·D_t by least squares on a drift series ``D`` (or several series,
     e.g. one per conversation, whose pairs are pooled). NaNs break a series into parts."""
     from scipy import stats
 
-    series = [D] if np.ndim(D[0]) == 0 else list(D)  # type: ignore[index]
+    series = [D] if np.ndim(D[0]) == 0 else list(D)
     xs, ys = [], []
     for s in series:
         s = np.asarray(s, dtype=float)

@@ -4,11 +4,17 @@ The run store (one SQLite file per run, see ``society/store.py`` for the schema)
 only thing this package reads: it never imports the runtime. ``load_run`` turns one store
 into a :class:`Run` of DataFrames; ``load_runs`` stacks several runs (seeds, models) with a
 ``run`` column so every metric can group by run.
+
+Two store formats are read into one shape. Format "2" has ``decisions.data`` (JSON of a
+structured action) and the resolved game in meta ``resolved_game``; format "1" (no
+``data`` column) kept a donation's JSON in ``action``: ``load_run`` moves it into
+``data`` and sets ``action`` to 'give' / 'punish', as format 2 records it.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +25,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["Run", "RunSet", "frame", "group_keys", "load_run", "load_runs", "summarize_across"]
+__all__ = [
+    "Run",
+    "RunSet",
+    "frame",
+    "group_keys",
+    "load_run",
+    "load_runs",
+    "summarize_across",
+    "upgrade_decisions",
+]
 
 DB_NAME = "run.sqlite"
 
@@ -49,6 +64,8 @@ _DECISION_DTYPES = {
     "valid": "bool",
     "source": "category",
     "llm_call_id": "Int64",
+    # JSON text of a structured action (donor game: amount, percent, punish) or missing.
+    "data": "category",
 }
 _EVENT_DTYPES = {
     "round": "int64",
@@ -88,6 +105,12 @@ class Run:
 
     ``decisions`` and ``events`` carry the acting agent's ``grp``, ``strategy`` and
     ``model`` (categoricals) so cooperation by group or model needs no join.
+    ``decisions.data`` is the JSON text of a structured action (a categorical; missing
+    for plain actions such as 2x2 moves); ``cooperation.donations`` parses it.
+
+    ``game`` is the resolved game (meta ``resolved_game``: kind, rules, payoffs, ...);
+    for a store written before it was recorded (format "1"), the scenario's ``game``
+    section as written. ``kind`` is the game kind (meta ``game``).
     """
 
     path: Path
@@ -99,6 +122,20 @@ class Run:
     llm_calls: pd.DataFrame
     rounds: pd.DataFrame
     label: str = ""
+    game: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str | None:
+        """The game kind: meta ``game``, else the resolved game's or the scenario's kind."""
+        kind = self.meta.get("game") or self.game.get("kind")
+        if not kind and isinstance(self.scenario.get("game"), dict):
+            kind = self.scenario["game"].get("kind")
+        return str(kind) if kind else None
+
+    @property
+    def format_version(self) -> str:
+        """The store format (meta ``format_version``; "1" when the store predates it)."""
+        return self.meta.get("format_version", "1")
 
     def __repr__(self) -> str:
         return (
@@ -112,7 +149,8 @@ class Run:
 class RunSet:
     """Several runs stacked: the same frames as :class:`Run`, each with a ``run`` column.
 
-    ``meta`` and ``scenario`` are keyed by run label; ``runs`` keeps the single runs.
+    ``meta``, ``scenario`` and ``game`` are keyed by run label; ``runs`` keeps the single
+    runs.
     """
 
     runs: list[Run]
@@ -124,6 +162,7 @@ class RunSet:
     llm_calls: pd.DataFrame
     rounds: pd.DataFrame
     labels: list[str] = field(default_factory=list)
+    game: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _db_path(path: str | Path) -> Path:
@@ -269,6 +308,90 @@ def _parse_scenario(text: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _parse_game(meta: dict[str, str], scenario: dict[str, Any]) -> dict[str, Any]:
+    """The resolved game of meta ``resolved_game``, else the scenario's game section."""
+    text = meta.get("resolved_game")
+    if text:
+        try:
+            game = json.loads(text)
+        except ValueError:
+            game = None
+        if isinstance(game, dict):
+            return game
+    game = scenario.get("game")
+    return dict(game) if isinstance(game, dict) else {}
+
+
+def _json_object(text: Any) -> dict[str, Any] | None:
+    """``text`` parsed as a JSON object, or None (not text, not JSON, not an object)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def upgrade_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Format-1 decisions (no ``data`` column) in the format-2 shape, in place.
+
+    A format-1 'donate' decision held ``{"amount", "percent"[, "punish"]}`` as JSON in
+    ``action``; format 2 records ``action`` 'give' or 'punish' and that JSON in ``data``.
+    Other decisions get a missing ``data``. Work is per distinct action text, not per row.
+    """
+    n = len(decisions)
+    if "data" in decisions.columns:
+        return decisions
+    empty = pd.Categorical.from_codes(np.full(n, -1), categories=pd.Index([], dtype=object))
+    if n == 0 or "kind" not in decisions.columns or "action" not in decisions.columns:
+        decisions["data"] = empty
+        return decisions
+    donate = (decisions["kind"] == "donate").to_numpy(dtype=bool)
+    if not donate.any():
+        decisions["data"] = empty
+        return decisions
+    act = decisions["action"]
+    if not isinstance(act.dtype, pd.CategoricalDtype):
+        act = act.astype("category")
+    texts = list(act.cat.categories)
+    codes = act.cat.codes.to_numpy()
+    new_action: list[Any] = []
+    new_data: list[str | None] = []
+    for t in texts:
+        obj = _json_object(t)
+        if obj is None:
+            new_action.append(t)
+            new_data.append(None)
+            continue
+        data = {"amount": obj.get("amount"), "percent": obj.get("percent")}
+        if "punish" in obj:
+            data["punish"] = bool(obj["punish"])
+        new_action.append("punish" if obj.get("punish") else "give")
+        new_data.append(_dumps(data))
+    # Only donate rows change; the same text elsewhere (a strategy text) is left alone.
+    old = np.asarray(act.astype(object), dtype=object)
+    fixed_action = np.array(new_action, dtype=object)
+    fixed_data = np.array(new_data, dtype=object)
+    valid = codes >= 0
+    take = donate & valid
+    action_out = old.copy()
+    action_out[take] = fixed_action[codes[take]]
+    data_out = np.full(n, None, dtype=object)
+    data_out[take] = fixed_data[codes[take]]
+    decisions["action"] = pd.Categorical(action_out)
+    decisions["data"] = pd.Categorical(data_out)
+    return decisions
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
 def _join_agent_keys(df: pd.DataFrame, agents: pd.DataFrame) -> pd.DataFrame:
     """Add the acting agent's grp/strategy/model by a vectorised lookup (no merge copy)."""
     if df.empty or agents.empty or "agent_id" not in df.columns:
@@ -292,7 +415,8 @@ def load_run(path: str | Path) -> Run:
     """Load one run store (a run directory or its ``.sqlite`` file), read-only.
 
     Strings that repeat (kinds, actions, groups, models) become categoricals, so a run of
-    a million decisions loads in seconds and stays small in memory.
+    a million decisions loads in seconds and stays small in memory. Stores of format "1"
+    and "2" load to the same shape (see the module docstring).
     """
     db = _db_path(path)
     # mode=ro: analysis must never write to (or create) a run store, even while it runs.
@@ -300,13 +424,16 @@ def load_run(path: str | Path) -> Run:
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         agents = _read(conn, "SELECT * FROM agents ORDER BY agent_id", _AGENT_DTYPES)
+        has_data = "data" in _columns(conn, "decisions")
         decisions = _read_fast(
             conn,
             "decisions",
             ints=("round", "generation", "agent_id", "partner_id", "valid", "llm_call_id"),
             floats=("value",),
-            cats=("kind", "action", "source"),
+            cats=("kind", "action", "source", *(("data",) if has_data else ())),
         )
+        if not has_data:
+            decisions = upgrade_decisions(decisions)
         decisions = _fix_dtypes(decisions, _DECISION_DTYPES)
         events = _read_fast(
             conn,
@@ -324,16 +451,18 @@ def load_run(path: str | Path) -> Run:
     decisions = _join_agent_keys(decisions, agents)
     events = _join_agent_keys(events, agents)
     run_dir = db.parent
+    scenario = _parse_scenario(meta.get("scenario"))
     return Run(
         path=run_dir,
         meta=meta,
-        scenario=_parse_scenario(meta.get("scenario")),
+        scenario=scenario,
         agents=agents,
         decisions=decisions,
         events=events,
         llm_calls=llm_calls,
         rounds=rounds,
         label=meta.get("name") or run_dir.name,
+        game=_parse_game(meta, scenario),
     )
 
 
@@ -342,7 +471,8 @@ def _labels(runs: Sequence[Run]) -> list[str]:
     base = [r.path.name if r.path.name else str(r.path) for r in runs]
     if len(set(base)) == len(base):
         return base
-    out, seen = [], {}
+    out: list[str] = []
+    seen: dict[str, int] = {}
     for b, r in zip(base, runs, strict=True):
         lab = f"{b}-seed{r.meta['seed']}" if "seed" in r.meta else b
         k = seen.get(lab, 0)
@@ -384,6 +514,7 @@ def load_runs(paths: Iterable[str | Path | Run]) -> RunSet:
         llm_calls=_stack([r.llm_calls for r in runs], labels),
         rounds=_stack([r.rounds for r in runs], labels),
         labels=labels,
+        game={lab: r.game for r, lab in zip(runs, labels, strict=True)},
     )
 
 

@@ -95,7 +95,7 @@ def _split_stats(x: np.ndarray, model: str, min_size: int) -> np.ndarray:
         stat = k * (n - k) / n * (m1 - m2) ** 2 / max(np.var(x), 1e-12)
     elif model == "bernoulli":
 
-        def ll(p: np.ndarray, m: np.ndarray) -> np.ndarray:
+        def ll(p: np.ndarray, m: np.ndarray | float) -> np.ndarray:
             p = np.clip(p, 1e-12, 1 - 1e-12)
             return m * (p * np.log(p) + (1 - p) * np.log(1 - p))
 
@@ -195,10 +195,10 @@ def gaussian_detrend(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(trend, residuals): Nadaraya–Watson Gaussian-kernel smoothing with standard
     deviation ``bandwidth`` time steps (default 10% of the length, Dakos et al.)."""
-    x = np.asarray(x, dtype=float)
-    bw = bandwidth if bandwidth is not None else max(0.1 * x.size, 1.0)
-    trend = _kernel(x.size, float(bw)) @ x
-    return trend, x - trend
+    arr = np.asarray(x, dtype=float)
+    bw = bandwidth if bandwidth is not None else max(0.1 * arr.size, 1.0)
+    trend = _kernel(arr.size, float(bw)) @ arr
+    return trend, arr - trend
 
 
 def _indicators(raw: pd.DataFrame, resid: pd.DataFrame, window: int) -> dict[str, pd.DataFrame]:

@@ -6,7 +6,7 @@ cooperation propensities that drift so the series has structure), then measures,
 in a fresh Python process so the peak resident memory is the step's own:
 
 * baseline: ``analysis.load_run`` alone (reading the store into pandas);
-* report: ``society.analyze.analyze`` (load + every metric, CSV tables, PNG plots,
+* report: ``analysis.report.analyze`` (load + every metric, CSV tables, PNG plots,
   summary pages).
 
 and prints both, and the ratio report / baseline.
@@ -39,6 +39,15 @@ GROUPS = [  # (group, strategy label, base cooperation propensity)
     ("defector", "always_defect", 0.05),
 ]
 PAYOFF = {("C", "C"): 3.0, ("C", "D"): 0.0, ("D", "C"): 5.0, ("D", "D"): 1.0}
+RESOLVED_GAME = {  # what the runtime records in meta `resolved_game` (store format 2)
+    "kind": "repeated_2x2",
+    "name": "prisoners_dilemma_classic",
+    "payoffs": [[[3.0, 3.0], [0.0, 5.0]], [[5.0, 0.0], [1.0, 1.0]]],
+    "labels": ["J", "F"],
+    "actions": ["C", "D"],
+    "noise": 0.0,
+    "continuation": None,
+}
 SCENARIO = """\
 name: bench-analysis
 seed: 0
@@ -74,6 +83,7 @@ def build_store(run_dir: Path, decisions: int, agents: int, seed: int = 0) -> in
         seed="0",
         game="repeated_2x2",
         scenario=SCENARIO.format(groups=groups, rounds=rounds),
+        resolved_game=json.dumps({**RESOLVED_GAME, "rounds": rounds}),
         status="finished",
     )
     agent_rows = [
@@ -133,7 +143,7 @@ def _measure(what: str, run_dir: str, out: str) -> None:
         run = load_run(run_dir)
         n = len(run.decisions)
     else:
-        from society.analyze import analyze
+        from analysis.report import analyze
 
         analyze(run_dir, out)
         n = -1

@@ -113,8 +113,9 @@ class Engine:
             pool = [self.scripted(s).spec() for s in evo.mutation_pool]
         except (ValueError, ImportError) as exc:
             raise UserError(f"evolution.mutation_pool: {exc}") from None
-        if evo.mutation > 0 and not pool:
-            pool = [s for s in self.group_specs if s is not None]
+        if evo.mutation > 0 and not pool:  # default: the scripted groups' policies, once each
+            unique = {json.dumps(s, sort_keys=True): s for s in self.group_specs if s}
+            pool = list(unique.values())
         try:
             self.evolution = make_evolution(
                 selection=evo.selection, inheritance=evo.inheritance, survivors=evo.survivors,

@@ -244,7 +244,7 @@ def _donor_run():
             for rig in (0, 1):
                 rounds.append({"round": rnd, "generation": gen, "game": game, "round_in_game": rig})
                 for donor, pct in ((1, 50.0), (3, 10.0 * (gen + 1))):
-                    act = json.dumps({"amount": pct / 10, "percent": pct})
+                    data = json.dumps({"amount": pct / 10, "percent": pct})
                     dec.append(
                         {
                             "round": rnd,
@@ -252,8 +252,9 @@ def _donor_run():
                             "agent_id": donor,
                             "partner_id": donor + 1,
                             "kind": "donate",
-                            "action": act,
+                            "action": "give",
                             "value": pct / 10,
+                            "data": data,
                             "grp": grp[donor],
                         }
                     )
@@ -293,6 +294,7 @@ def _donor_run():
             )
     dec = pd.DataFrame(dec)
     dec["action"] = dec["action"].astype("category")
+    dec["data"] = dec["data"].astype("category")
     return make_run(dec, pd.DataFrame(ev), pd.DataFrame(rounds))
 
 
@@ -305,6 +307,15 @@ def test_donation_fraction():
     by_grp = coop.donation_fraction(run, ["generation", "grp"]).set_index(["generation", "grp"])
     assert by_grp.loc[(1, "b"), "mean_fraction"] == pytest.approx(0.2)
     assert len(coop.donation_fraction(run, "round")) == 8
+
+
+def test_donation_fraction_of_a_format_1_frame():
+    """A hand-built frame in the format-1 shape (JSON in ``action``) reads the same."""
+    run = _donor_run()
+    d = run.decisions.drop(columns=["data"])
+    d["action"] = [json.dumps({"amount": v, "percent": v * 10}) for v in d["value"]]
+    old = coop.donation_fraction(make_run(d, run.events, run.rounds), "generation")
+    pd.testing.assert_frame_equal(old, coop.donation_fraction(run, "generation"))
 
 
 def test_mean_resources_final_round_of_each_game():

@@ -1,4 +1,5 @@
-"""`society analyze`: the report of real runs made in-process from shipped scenarios."""
+"""`society analyze` and `society show`: the reports of real runs made in-process from
+shipped scenarios (``analysis.report``; the run stores may be of format 1 or 2)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("scipy")
 
 from analysis import cooperation, load_run  # noqa: E402
-from society.analyze import analyze  # noqa: E402
-from society.errors import UserError  # noqa: E402
+from analysis.report import ReportError, analyze, show  # noqa: E402
 from society.runner import start_run  # noqa: E402
 from society.scenario import load_scenario  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
@@ -53,8 +53,9 @@ def _key(md: str, name: str) -> str:
 
 
 def test_repeated_game_report(ipd_run: Path) -> None:
-    out = analyze(ipd_run)
-    assert out == ipd_run / "report"
+    rep = analyze(ipd_run)
+    out = rep.out
+    assert out == ipd_run / "report" and rep.summary_md == out / "summary.md"
     for f in (
         "summary.md",
         "summary.html",
@@ -93,7 +94,7 @@ def test_repeated_game_report(ipd_run: Path) -> None:
 
 
 def test_repeated_game_early_warning_when_long_enough(ipd_long_run: Path, tmp_path: Path) -> None:
-    out = analyze(ipd_long_run, tmp_path / "rep")
+    out = analyze(ipd_long_run, tmp_path / "rep").out
     md = (out / "summary.md").read_text()
     assert "early warning: skipped" not in md
     ew = pd.read_csv(out / "early_warning.csv")
@@ -104,7 +105,7 @@ def test_repeated_game_early_warning_when_long_enough(ipd_long_run: Path, tmp_pa
 
 
 def test_donor_game_report(donor_run: Path, tmp_path: Path) -> None:
-    out = analyze(donor_run, tmp_path / "donor-report")
+    out = analyze(donor_run, tmp_path / "donor-report").out
     for f in (
         "donation_by_generation.csv",
         "resources_by_generation.csv",
@@ -152,18 +153,40 @@ def test_cli_analyze(ipd_run: Path, tmp_path: Path) -> None:
 
 
 def test_missing_or_empty_run(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="no such run directory"):
+    with pytest.raises(ReportError, match="no such run directory"):
         analyze(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no run store"):
+    with pytest.raises(ReportError, match="no run store"):
         analyze(tmp_path / "empty")
+    with pytest.raises(ReportError, match="no run store"):
+        show(tmp_path / "empty")
 
 
 def test_tiny_run_does_not_crash(tmp_path: Path) -> None:
     """Two rounds: most sections are skipped with a note, the pages are still written."""
     run_dir = _run(tmp_path, "ipd_tournament", ["game.rounds=2"])
-    out = analyze(run_dir)
+    out = analyze(run_dir).out
     md = (out / "summary.md").read_text()
     assert "change point: skipped" in md
     assert "drift equilibrium: skipped" in md
     assert (out / "summary.html").exists()
+
+
+def test_show_and_report_give_the_same_figures(ipd_run: Path, donor_run: Path) -> None:
+    """`society show` and the report read each figure from the same analysis function."""
+    run = load_run(ipd_run)
+    text = show(ipd_run)
+    assert "per strategy:" in text and "per agent (top 10 of 10 by score):" in text
+    coop = cooperation.cooperation_rate(run, ["grp", "strategy"]).set_index("strategy")["rate"]
+    scores = cooperation.strategy_scores(run).set_index("strategy")
+    line = next(ln for ln in text.splitlines() if " tit_for_tat " in ln).split()
+    assert float(line[-1]) == pytest.approx(coop["tit_for_tat"], abs=1e-3)
+    assert float(line[3]) == pytest.approx(scores.loc["tit_for_tat", "mean_score"], abs=1e-3)
+
+    run = load_run(donor_run)
+    text = show(donor_run)
+    frac = cooperation.donation_fraction(run, "generation")
+    table = text.split("donor game per generation:")[1].splitlines()[2:5]
+    shown = [float(row.split()[2]) for row in table]
+    assert shown == pytest.approx(list(100 * frac["mean_fraction"]), abs=0.05)
+    assert "a punishment gives nothing and counts as 0" in text

@@ -10,7 +10,7 @@ import pytest
 
 from society.runner import start_run
 from society.scenario import load_scenario
-from society.show import render
+from analysis.report import show as render
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 

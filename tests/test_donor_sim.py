@@ -25,7 +25,7 @@ from society.evolution import (
     make_selection,
 )
 from society.scenario import validate_scenario
-from society.show import render
+from analysis.report import show as render
 from tests.helpers import assert_same_store
 
 
