@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from analysis.report import show as render
 from society.runner import start_run
 from society.scenario import load_scenario
-from analysis.report import show as render
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 

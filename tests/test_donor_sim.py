@@ -12,6 +12,7 @@ import pytest
 import society.runner as runner
 from agents.chat import ChatRequest
 from agents.llm_donor import FALLBACK_STRATEGY, extract_strategy
+from analysis.report import show as render
 from society.backends.fake import FakeBackend
 from society.engine import Engine
 from society.errors import UserError
@@ -25,7 +26,6 @@ from society.evolution import (
     make_selection,
 )
 from society.scenario import validate_scenario
-from analysis.report import show as render
 from tests.helpers import assert_same_store
 
 
