@@ -42,3 +42,25 @@ def test_errors_name_owner_parameter_and_expectation(given, message):
 def test_unknown_kind_is_refused_at_declaration():
     with pytest.raises(ValueError, match="unknown parameter kind 'ratio'"):
         Param(1, "ratio")
+
+
+def test_one_spec_parser_for_every_game():
+    """Inline and nested `params:` are accepted alike by every game's scripted policies."""
+    from agents.donors import make_donor_strategy
+    from agents.params import parse_spec
+    from agents.strategies import make_strategy
+    from agents.travelers import make_travelers_policy
+
+    assert parse_spec({"name": "random", "params": {"p": 0.3}}) == ("random", {"p": 0.3})
+    assert make_strategy({"name": "random", "params": {"p": 0.3}}).p == 0.3
+    assert make_strategy({"name": "random", "p": 0.3}).p == 0.3
+    assert (
+        make_donor_strategy({"name": "fixed_fraction", "params": {"fraction": 0.2}}).fraction == 0.2
+    )
+    assert make_travelers_policy({"name": "best_response", "params": {"first": 150}}).spec() == {
+        "name": "best_response",
+        "first": 150,
+    }
+    for make in (make_strategy, make_donor_strategy, make_travelers_policy):
+        with pytest.raises(ValueError, match="given twice"):
+            make({"name": "x", "p": 1, "params": {"p": 2}})
