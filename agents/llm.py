@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from agents.chat import ChatReply, ChatRequest
 from agents.prompts import Prompts
+from games.protocol import Choice
 
 T = TypeVar("T")
 Ask = Generator[ChatRequest, ChatReply, T]
@@ -28,12 +29,7 @@ class InvalidReply(ValueError):
 
 def enum_schema(field: str, options: list[str]) -> dict[str, Any]:
     """JSON schema of an object with one string field restricted to `options`."""
-    return {
-        "type": "object",
-        "properties": {field: {"type": "string", "enum": list(options)}},
-        "required": [field],
-        "additionalProperties": False,
-    }
+    return Choice(tuple(options), field=field).json_schema()
 
 
 def parse_json_object(text: str) -> dict[str, Any]:

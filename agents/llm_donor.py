@@ -32,7 +32,7 @@ from agents.chat import ChatReply, ChatRequest
 from agents.llm import Advice, Ask, InvalidReply, ask, parse_json_object
 from agents.prompts import Prompts
 from games.donor import DonorAction, DonorObservation, DonorRules, TraceEntry
-from games.protocol import Answer, Turn
+from games.protocol import Answer, Turn, object_schema
 
 STRATEGY_PREFIX = "My strategy will be"
 FALLBACK_STRATEGY = "My strategy will be to decide each donation as I see fit."
@@ -100,12 +100,7 @@ def donation_schema(resources: float, punishment: bool, reasoning_chars: int) ->
     }
     if punishment:
         props["punish"] = {"type": "boolean"}
-    return {
-        "type": "object",
-        "properties": props,
-        "required": list(props),
-        "additionalProperties": False,
-    }
+    return object_schema(props)
 
 
 def donation_parser(resources: float, punishment: bool) -> Callable[[str], dict[str, Any]]:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from games.protocol import ActionSpec, Event, Game, IllegalAction, Position, Turn
+from games.protocol import ActionSpec, Event, Game, IllegalAction, Position, Turn, object_schema
 
 __all__ = [
     "DonorAction",
@@ -588,12 +588,7 @@ class DonationSpec(ActionSpec):
         }
         if self.rules.punishment:
             props["punish"] = {"type": "boolean"}
-        return {
-            "type": "object",
-            "properties": props,
-            "required": list(props),
-            "additionalProperties": False,
-        }
+        return object_schema(props)
 
     def check(self, value: Any) -> DonorAction:
         if not isinstance(value, DonorAction):

@@ -38,6 +38,7 @@ __all__ = [
     "Structured",
     "Text",
     "Turn",
+    "object_schema",
 ]
 
 
@@ -46,6 +47,16 @@ class IllegalAction(ValueError):
 
 
 # -- action specs ------------------------------------------------------------------------
+def object_schema(properties: dict[str, Any]) -> dict[str, Any]:
+    """JSON schema of an object with exactly these properties, all required, in order."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
 class ActionSpec(ABC):
     """What a turn may answer: its JSON schema (for constrained decoding) and its check."""
 
@@ -65,12 +76,7 @@ class ActionSpec(ABC):
         return self.check(value), False
 
     def _object(self, prop: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "properties": {self.field: prop},
-            "required": [self.field],
-            "additionalProperties": False,
-        }
+        return object_schema({self.field: prop})
 
 
 @dataclass(frozen=True)

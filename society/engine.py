@@ -170,6 +170,7 @@ class Engine:
             self._policy.append(llm if llm is not None else self.scripted(s.spec))
         self._roster = [display_name(s.agent_id) for s in self.slots]
         self._ids = [s.agent_id for s in self.slots]
+        self._births_at = max(s.born_round for s in self.slots)  # the step newcomers start
         self._slots_json: str | None = None
 
     def member(self, k: int) -> Member:
@@ -227,7 +228,7 @@ class Engine:
         game, rng = self.game, self.rng
         pos = game.position()
         rec = StepRecord(round=r, generation=g, game=pos.game, round_in_game=pos.round_in_game)
-        if not self.kind.strategy_step:
+        if not self.kind.strategy_step and r == self._births_at:
             self._newborn_rows(rec, strategy_text=False)
         turns = game.pending(rng)
         n = len(turns)
