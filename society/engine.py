@@ -240,9 +240,9 @@ class Engine:
         jobs: list[tuple[int, Job]] = []
         policy, is_llm, ids = self._policy, self._is_llm, self._ids
         for k, turn in enumerate(turns):
-            slot = turn.agent
+            slot, spec = turn[0], turn[4]  # (agent, spec): tuple indexing, the hot path
             if not is_llm[slot]:
-                action, changed = turn.spec.legalize(policy[slot].act(turn, rng))
+                action, changed = spec.legalize(policy[slot].act(turn, rng))
                 actions[k] = action
                 if changed:
                     valid[k] = 0
@@ -439,28 +439,26 @@ class Engine:
     # -- state ---------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly from here, as plain data."""
+        return {**self._state_but_slots(), "slots": [s.to_state() for s in self.slots]}
+
+    def _state_but_slots(self) -> dict[str, Any]:
         return {
             "rng": self.rng.bit_generator.state,
             "step": self.step_no,
             "generation": self.generation,
             "phase": self.phase,
             "next_id": self.next_id,
-            "slots": self._slots_state(),
             "game": self.game.get_state(),
         }
-
-    def _slots_state(self) -> list[dict[str, Any]]:
-        return [s.to_state() for s in self.slots]
 
     def checkpoint(self) -> str:
         """The state as checkpoint text (`society.checkpoint`). Slots change only in
         strategy steps and between generations, so their JSON is cached in between: a
         large population is not re-encoded every step."""
         if self._slots_json is None:
-            self._slots_json = json.dumps(self._slots_state(), separators=(",", ":"))
-        state = self.get_state()
-        del state["slots"]
-        return checkpoint.encode(state, slots=self._slots_json)
+            slots = [s.to_state() for s in self.slots]
+            self._slots_json = json.dumps(slots, separators=(",", ":"))
+        return checkpoint.encode(self._state_but_slots(), slots=self._slots_json)
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a state made by :meth:`get_state` (from a decoded checkpoint)."""

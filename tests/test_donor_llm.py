@@ -36,10 +36,10 @@ def test_reduced_donor_run_on_embedded_model(tmp_path, embedded_gguf):
     assert result.status == "finished"
     conn = sqlite3.connect(tmp_path / "run" / "run.sqlite")
     donations = conn.execute(
-        "SELECT action, value, valid, source, llm_call_id FROM decisions WHERE kind='donate'"
+        "SELECT data, value, valid, source, llm_call_id FROM decisions WHERE kind='donate'"
     ).fetchall()
     assert len(donations) == 2 * 4 * 2  # generations x rounds x donors per round
-    for action, value, valid, source, call_id in donations:
+    for data, value, valid, source, call_id in donations:
         # A donor holding nothing is not asked (its only legal answer is 0).
         assert (call_id is None) == (source == "forced")
         assert (valid, source) in ((1, "llm"), (0, "fallback"), (1, "forced"))
@@ -47,7 +47,7 @@ def test_reduced_donor_run_on_embedded_model(tmp_path, embedded_gguf):
             assert value == 0.0
         if not valid:
             assert value == 0.0  # the documented fallback
-        assert json.loads(action)["amount"] == value
+        assert json.loads(data)["amount"] == value
     # Amounts never exceed what the donor held; exactly the empty-handed donors were forced.
     empty = 0
     for (data,) in conn.execute("SELECT data FROM events WHERE kind='donation'"):
