@@ -1,16 +1,16 @@
-"""The 144 strictly ordinal 2x2 games (Robinson–Goforth topology) and their six families.
+"""The 144 strictly ordinal 2x2 games (Robinson–Goforth topology) and their seven families.
 
 Each player ranks the four outcomes 1 (worst) to 4 (best) without ties: 24 x 24 = 576
 bimatrices. Relabelling a player's options (swapping rows, swapping columns) does not
 change the game, so the 576 fall into 144 classes. Swapping the players is NOT used: a game
 and its role-swapped twin are different games here, as in Robinson & Goforth (2005).
 
-Families. Akata et al. (2023, arXiv 2305.16867) group games into win-win, Prisoner's
-Dilemma family, unfair, cyclic, biased and second-best (after Robinson & Goforth) and
-report 1,224 plays = 9 model pairings x (36 win-win, 7 PD, 19 unfair, 18 cyclic,
-44 biased, 12 second-best) = 136 games. They do not state the rule. The rule below,
-applied in order to the pure Nash equilibria (weak inequalities, ordinal payoffs), gives
-exactly those counts for five families:
+Families. Akata et al., "Playing repeated games with Large Language Models" (2023,
+arXiv 2305.16867), label the 144 games in seven families (after Robinson & Goforth) in their
+published data: win-win 36, Prisoner's Dilemma family 7, unfair 19, cyclic 18, biased 44,
+second-best 12 and tragic 8. The paper reports on the first six, 136 games (1,224 plays =
+9 model pairings x 136). The rule below, applied in order to the pure Nash equilibria (weak
+inequalities, ordinal payoffs), gives exactly the family counts of the authors' data:
 
 1. ``cyclic``: no pure equilibrium; best replies chase each other round the four cells.
 2. ``win-win``: some equilibrium pays both players their best outcome, (4, 4).
@@ -19,14 +19,15 @@ exactly those counts for five families:
    other only its second best (battle of the sexes has two such equilibria).
 5. ``unfair``: some equilibrium pays (4, 2) or (2, 4): one player gets its best, the
    other its second worst (includes chicken).
-6. ``second_best``: every equilibrium leaves both players short of their best: (3, 3),
-   or (3, 2)/(2, 3).
+6. ``second_best``: the single equilibrium pays both players their second best, (3, 3).
+7. ``tragic``: the single equilibrium pays (3, 2) or (2, 3): neither player gets its best
+   and one only its second worst.
 
-Akata et al.'s 136 games leave out 8 of the 144: those whose single equilibrium is
-Pareto-efficient and pays (3, 2) or (2, 3). We put them in ``second_best`` because
-neither player gets its best outcome there, so our counts are 36 / 7 / 19 / 18 / 44 / 20.
-That placement, and the rule itself, are our reconstruction (unverified); the exact
-grouping of Robinson & Goforth's book may differ in detail.
+(The last two families always have exactly one pure equilibrium; the tests check it.)
+
+Game sets. :func:`game_set` names the sets a study can sweep: ``"all_144"``,
+``"paper_136"`` (every family but ``tragic``: the games Akata et al. report on) and each
+family by name (see :func:`ordinal_families`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ FAMILIES: tuple[str, ...] = (
     "cyclic",
     "biased",
     "second_best",
+    "tragic",
 )
+
+# The families Akata et al. (2023) report on: all but ``tragic``.
+PAPER_FAMILIES: tuple[str, ...] = FAMILIES[:-1]
+
+GAME_SETS: tuple[str, ...] = ("all_144", "paper_136", *FAMILIES)
 
 OrdinalKey = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -115,7 +122,9 @@ def family_of(game: Game2x2) -> str:
         return "biased"
     if pays & {(4, 2), (2, 4)}:
         return "unfair"
-    return "second_best"
+    if pays == {(3, 3)}:
+        return "second_best"
+    return "tragic"
 
 
 def _game_from_cells(cells: OrdinalKey, name: str, family: str | None = None) -> Game2x2:
@@ -149,8 +158,36 @@ def ordinal_games() -> list[Game2x2]:
 
 
 def games_by_family() -> dict[str, list[Game2x2]]:
-    """The 144 games grouped by family, keys in :data:`FAMILIES` order."""
+    """The 144 games grouped by family, keys in :data:`FAMILIES` order.
+
+    Counts: win-win 36, prisoners_dilemma 7, unfair 19, cyclic 18, biased 44, second_best 12,
+    tragic 8, as in Akata et al.'s data.
+    """
     out: dict[str, list[Game2x2]] = {f: [] for f in FAMILIES}
     for game in _all_games():
         out[game.family or ""].append(game)
     return out
+
+
+def ordinal_families() -> dict[str, list[Game2x2]]:
+    """The seven families of the 144 games (the same as :func:`games_by_family`)."""
+    return games_by_family()
+
+
+def game_set(name: str) -> list[Game2x2]:
+    """A named set of ordinal games, in :func:`ordinal_games` order.
+
+    ``"all_144"``: every game; ``"paper_136"``: the 136 games of the six families that
+    Akata et al. (2023) report on (all but ``tragic``); a family name (one of
+    :data:`FAMILIES`): that family's games.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+    """
+    if name == "all_144":
+        return ordinal_games()
+    if name == "paper_136":
+        return [g for g in _all_games() if g.family in PAPER_FAMILIES]
+    if name in FAMILIES:
+        return [g for g in _all_games() if g.family == name]
+    raise ValueError(f"unknown ordinal game set {name!r}; valid names: {', '.join(GAME_SETS)}")

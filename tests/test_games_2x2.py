@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 import games
-from games.ordinal import FAMILIES, canonical_key, family_of, games_by_family, ordinal_games
+from games.ordinal import (
+    FAMILIES,
+    GAME_SETS,
+    PAPER_FAMILIES,
+    canonical_key,
+    family_of,
+    game_set,
+    games_by_family,
+    ordinal_families,
+    ordinal_games,
+)
 from games.repeated import RepeatedGameRules
 from games.twobytwo import (
     PRESETS,
@@ -30,13 +40,15 @@ EXPECTED_PRESETS = {
 }
 CELLS = [(0, 0), (0, 1), (1, 0), (1, 1)]
 PD_PATTERN = ((3, 3), (1, 4), (4, 1), (2, 2))  # ordinal ranks of the standard PD
+# The family sizes in the published data of Akata et al. (2023, arXiv 2305.16867).
 EXPECTED_FAMILY_COUNTS = {
     "win-win": 36,
     "prisoners_dilemma": 7,
     "unfair": 19,
     "cyclic": 18,
     "biased": 44,
-    "second_best": 20,
+    "second_best": 12,
+    "tragic": 8,
 }
 
 
@@ -283,7 +295,72 @@ def test_family_rule_agrees_with_equilibria():
         elif game.family == "win-win":
             assert (4, 4) in pays
         elif game.family == "second_best":
-            assert all(max(p) == 3 for p in pays)
+            assert len(ne) == 1 and pays == {(3, 3)}, game.name
+        elif game.family == "tragic":
+            assert len(ne) == 1 and pays <= {(3, 2), (2, 3)}, game.name
+            assert len(pays) == 1
+
+
+def test_second_best_and_tragic_split_the_single_equilibrium_games_short_of_the_best():
+    # Every game whose equilibria all leave both players short of their best (no 4 for
+    # anyone) is second-best or tragic, and the equilibrium's payoffs decide which.
+    short = [
+        g
+        for g in ordinal_games()
+        if pure_nash_equilibria(g)
+        and all(max(g.payoff(*c)) < 4 for c in pure_nash_equilibria(g))
+        and g.family != "prisoners_dilemma"
+    ]
+    assert len(short) == 20
+    assert {g.family for g in short} == {"second_best", "tragic"}
+    tragic = [g for g in short if g.family == "tragic"]
+    assert sorted({g.payoff(*pure_nash_equilibria(g)[0]) for g in tragic}) == [(2, 3), (3, 2)]
+
+
+def test_family_counts_of_the_authors_data():
+    counts = {f: len(gs) for f, gs in ordinal_families().items()}
+    assert counts == {
+        "win-win": 36,
+        "prisoners_dilemma": 7,
+        "unfair": 19,
+        "cyclic": 18,
+        "biased": 44,
+        "second_best": 12,
+        "tragic": 8,
+    }
+    assert tuple(ordinal_families()) == FAMILIES
+    assert PAPER_FAMILIES == tuple(f for f in FAMILIES if f != "tragic")
+
+
+def test_named_game_sets():
+    all_144 = game_set("all_144")
+    assert len(all_144) == 144
+    assert len({canonical_key(g) for g in all_144}) == 144
+    assert [g.name for g in all_144] == [g.name for g in ordinal_games()]
+    paper = game_set("paper_136")
+    assert len(paper) == 136
+    assert len({canonical_key(g) for g in paper}) == 136
+    assert "tragic" not in {g.family for g in paper}
+    assert {g.name for g in all_144} - {g.name for g in paper} == {
+        g.name for g in game_set("tragic")
+    }
+    for family in FAMILIES:
+        members = game_set(family)
+        assert len(members) == EXPECTED_FAMILY_COUNTS[family]
+        assert {g.family for g in members} == {family}
+        assert [g.name for g in members] == [g.name for g in ordinal_families()[family]]
+    assert set(GAME_SETS) == {"all_144", "paper_136", *FAMILIES}
+    order = [g.name for g in ordinal_games()]
+    for name in GAME_SETS:
+        names = [g.name for g in game_set(name)]
+        assert names == sorted(names, key=order.index)  # the ordinal_games order
+
+
+def test_unknown_game_set_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown ordinal game set 'paper_144'") as err:
+        game_set("paper_144")
+    for name in GAME_SETS:
+        assert name in str(err.value)
 
 
 def test_pd_family_contains_standard_pd():
