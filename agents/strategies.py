@@ -30,6 +30,7 @@ This module does not import the runtime (``society``) and needs nothing beyond n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -85,8 +86,8 @@ class Strategy(Parameterised):
 
     def act(self, turn: Turn, rng: np.random.Generator) -> int:
         """The game protocol's scripted-policy call: this round's move in a match."""
-        obs = turn.observation
-        return self.move(obs.my_moves, obs.their_moves, rng)
+        obs = turn[3]  # turn.observation (indexed: called for every scripted move)
+        return self.move(obs[2], obs[3], rng)  # obs.my_moves, obs.their_moves
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -250,27 +251,108 @@ def _draw(p: float, rng: np.random.Generator) -> int:
     return C if rng.random() < p else D
 
 
+@dataclass(frozen=True)
+class OptionalProbability(Param):
+    """A probability parameter that may also be None (meaning: derived at play time)."""
+
+    kind: str = "probability"
+
+    def check(self, owner: str, name: str, value: Any) -> float | None:
+        """``value`` as a float in [0, 1], None as None, or a ValueError naming both."""
+        if value is None:
+            return None
+        return super().check(owner, name, value)
+
+
+# (R, S, T, P) of the classic prisoner's dilemma, Axelrod's default game.
+CLASSIC_PD_RSTP: tuple[float, float, float, float] = (3.0, 0.0, 5.0, 1.0)
+
+
+def gtft_generosity(R: float, S: float, T: float, P: float) -> float:
+    """Generous tit for tat's generosity for a game: Axelrod's ``GTFT`` formula.
+
+    ``min(1 - (T - R) / (R - S), (R - P) / (T - P))`` (Nowak & Sigmund), as the axelrod
+    library computes it from the match's game: 1/3 for R=3, S=0, T=5, P=1 and 0.6 for
+    R=8, S=0, T=10, P=5. The formula is meant for prisoner's dilemmas (T > R > P > S); for
+    other games the value is clipped to [0, 1] (e.g. 1, always forgive, in the stag hunt,
+    where defecting against a cooperator does not pay) and a term whose denominator is zero
+    is left out (no term left: 1).
+    """
+    terms = []
+    if R != S:
+        terms.append(1.0 - (T - R) / (R - S))
+    if T != P:
+        terms.append((R - P) / (T - P))
+    return float(min(1.0, max(0.0, min(terms, default=1.0))))
+
+
+def _rstp(payoffs: Any) -> tuple[float, float, float, float]:
+    """(R, S, T, P) of a repeated game's own-view payoffs (``payoffs[mine][theirs]``)."""
+    return (payoffs[0][0][0], payoffs[0][1][0], payoffs[1][0][0], payoffs[1][1][0])
+
+
+CLASSIC_GENEROSITY = gtft_generosity(*CLASSIC_PD_RSTP)  # 1/3
+
+
 class GenerousTitForTat(Strategy):
     """Tit for tat that cooperates after a partner defection with probability ``generosity``.
 
-    Axelrod's ``GTFT`` derives the generosity from the payoffs; here it is a parameter.
+    By default (``generosity`` None) the generosity comes from the game, as in Axelrod's
+    ``GTFT``: :func:`gtft_generosity` of the stage game's R, S, T, P, read from the
+    observation's own-view payoffs when the runtime calls :meth:`act` (so each player of an
+    asymmetric game uses its own payoffs). :meth:`move` alone does not see the game and uses
+    the classic prisoner's dilemma's value, 1/3 (:data:`CLASSIC_GENEROSITY`). An explicit
+    ``generosity`` overrides both.
     """
 
     name = "generous_tft"
     classifier = _classifier(1, stochastic=True)
     parameters = {
-        "generosity": Param(0.1, "probability", "probability of cooperating after a defection")
+        "generosity": OptionalProbability(
+            None,
+            doc="probability of cooperating after a defection "
+            "(null: from the game's payoffs, min(1 - (T-R)/(R-S), (R-P)/(T-P)))",
+        )
     }
-    generosity: float
+    generosity: float | None
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._by_game: dict[Any, float] = {}  # generosity per payoff table (a cache)
+        self._last: tuple[Any, float] = (None, CLASSIC_GENEROSITY)  # the last table looked up
 
     @property
     def stochastic(self) -> bool:
-        return 0.0 < self.generosity < 1.0
+        # From the game: the value is only known at play time, so it may draw.
+        return self.generosity is None or 0.0 < self.generosity < 1.0
+
+    def generosity_for(self, payoffs: Any = None) -> float:
+        """The generosity played in a game with these own-view ``payoffs`` (None: unknown,
+        the classic prisoner's dilemma's 1/3); an explicit ``generosity`` wins."""
+        if self.generosity is not None:
+            return self.generosity
+        last, g = self._last
+        if payoffs is last:  # the same table object as last time (one per game and side)
+            return g
+        if payoffs is None:
+            return CLASSIC_GENEROSITY
+        cached = self._by_game.get(payoffs)
+        if cached is None:
+            cached = self._by_game[payoffs] = gtft_generosity(*_rstp(payoffs))
+        self._last = (payoffs, cached)
+        return cached
 
     def move(self, my, their, rng):
         if not len(their) or not their[-1]:
             return C
-        return _draw(self.generosity, rng)
+        return _draw(self.generosity_for(), rng)
+
+    def act(self, turn: Turn, rng: np.random.Generator) -> int:
+        obs = turn[3]  # turn.observation: my_moves, their_moves, payoffs at 2, 3, 4
+        their = obs[3]
+        if not len(their) or not their[-1]:
+            return C
+        return _draw(self.generosity_for(obs[4]), rng)
 
 
 class Random(Strategy):

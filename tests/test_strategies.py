@@ -13,13 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.strategies import (
+    CLASSIC_GENEROSITY,
     STRATEGIES,
     C,
     D,
     Strategy,
+    gtft_generosity,
     make_strategy,
     strategy_names,
 )
+from games.observation import RepeatedObservation
+from games.protocol import Turn
+from games.twobytwo import Game2x2, preset
 from tests.helpers import AXELROD_CLASSIFIER_KEYS, ROOT
 
 DETERMINISTIC = [
@@ -318,8 +323,88 @@ def test_generous_tft_frequency_and_draws_only_after_defection():
     assert abs(moves.count(C) / 20000 - 0.3) < 0.02
 
 
-def test_generous_tft_default_generosity():
-    assert make_strategy("generous_tft").params() == {"generosity": 0.1}
+def _turn(my, their, payoffs):
+    """A repeated-game turn for ``act``: the player's histories and own-view payoffs."""
+    obs = RepeatedObservation(len(my) + 1, None, my, their, payoffs, ("J", "F"))
+    return Turn(0, 1, "move", obs, None, C)
+
+
+def test_generous_tft_default_generosity_comes_from_the_game():
+    # Default None: Axelrod's GTFT formula on the game's payoffs at play time (the
+    # default was a fixed 0.1 before; the spec now says "from the game").
+    s = make_strategy("generous_tft")
+    assert s.params() == {"generosity": None} and s.generosity is None
+    assert s.stochastic
+    assert make_strategy(s.spec()) == s
+    assert CLASSIC_GENEROSITY == pytest.approx(1 / 3)
+    assert s.generosity_for() == CLASSIC_GENEROSITY  # no game known: classic PD
+    for game, expected in [
+        (preset("prisoners_dilemma_classic"), 1 / 3),  # R3 S0 T5 P1
+        (preset("prisoners_dilemma"), 0.6),  # R8 S0 T10 P5: min(0.75, 0.6)
+        (preset("prisoners_dilemma", R=3, S=0, T=4, P=1), 2 / 3),  # min(2/3, 2/3)
+        (preset("chicken"), 0.5),  # min(1 - 1/2, 3/4)
+        (preset("stag_hunt"), 1.0),  # clipped: min(1.25, 2)
+        (preset("battle_of_the_sexes"), 0.0),  # clipped: (R-P)/(T-P) = 3/-7
+    ]:
+        assert s.generosity_for(game.payoffs) == pytest.approx(expected), game.name
+    assert gtft_generosity(3, 0, 5, 1) == CLASSIC_GENEROSITY
+    assert gtft_generosity(2, 2, 2, 2) == 1.0  # every term undefined
+    assert gtft_generosity(3, 3, 5, 1) == pytest.approx(2 / 4)  # R == S: one term left
+
+
+def test_generous_tft_explicit_generosity_overrides_the_game():
+    s = make_strategy({"name": "generous_tft", "generosity": 0.1})
+    assert s.params() == {"generosity": 0.1}
+    assert s.generosity_for() == 0.1
+    assert s.generosity_for(preset("prisoners_dilemma").payoffs) == 0.1
+
+
+@pytest.mark.parametrize(
+    "game, expected",
+    [("prisoners_dilemma_classic", 1 / 3), ("prisoners_dilemma", 0.6), ("stag_hunt", 1.0)],
+)
+def test_generous_tft_act_uses_the_observed_payoffs(game, expected):
+    s = make_strategy("generous_tft")
+    payoffs = preset(game).payoffs
+    rng = np.random.default_rng(8)
+    before = rng.bit_generator.state
+    assert s.act(_turn([], [], payoffs), rng) == C
+    assert s.act(_turn([D], [C], payoffs), rng) == C
+    assert rng.bit_generator.state == before  # no draw after a partner's C
+    n = 20000
+    moves = [s.act(_turn([C], [D], payoffs), rng) for _ in range(n)]
+    assert abs(moves.count(C) / n - expected) < 0.02
+    # act and move agree draw for draw once the generosity is the same
+    fixed = make_strategy({"name": "generous_tft", "generosity": s.generosity_for(payoffs)})
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    for my, their in [([C], [D]), ([D, C], [C, D]), ([C, C], [D, C])] * 50:
+        assert s.act(_turn(my, their, payoffs), a) == fixed.move(my, their, b)
+
+
+def test_generous_tft_act_per_game_and_per_side():
+    # One instance, several games and both sides of an asymmetric one: each table gets its
+    # own value (the cache is keyed by the payoff table, not by the last game only).
+    s = make_strategy("generous_tft")
+    classic, pd = preset("prisoners_dilemma_classic"), preset("prisoners_dilemma")
+    asym = Game2x2("asym", (((3, 8), (0, 10)), ((5, 0), (1, 5))))
+    for _ in range(3):
+        assert s.generosity_for(classic.payoffs) == pytest.approx(1 / 3)
+        assert s.generosity_for(pd.payoffs) == pytest.approx(0.6)
+        assert s.generosity_for(asym.payoffs) == pytest.approx(1 / 3)  # row: R3 S0 T5 P1
+        assert s.generosity_for(asym.for_player(1).payoffs) == pytest.approx(0.6)
+        # an equal table built anew (e.g. after a resume) gives the same value
+        again = tuple(tuple(tuple(c) for c in row) for row in pd.payoffs)
+        assert s.generosity_for(again) == pytest.approx(0.6)
+    # the cache is not part of the strategy's identity
+    assert s == make_strategy("generous_tft")
+    assert pickle.loads(pickle.dumps(s)) == s
+
+
+def test_generous_tft_none_is_validated_like_a_probability_otherwise():
+    assert make_strategy({"name": "generous_tft", "generosity": None}).generosity is None
+    for bad in (-0.1, 1.5, "0.3", True, float("nan")):
+        with pytest.raises(ValueError, match="'generosity' must be a probability"):
+            make_strategy({"name": "generous_tft", "generosity": bad})
 
 
 def test_memory_one_frequencies_per_state():
