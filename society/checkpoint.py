@@ -16,16 +16,9 @@ FORMAT = "society.checkpoint"
 VERSION = 1
 
 
-def encode(state: dict[str, Any], **encoded: str) -> str:
-    """The checkpoint text of a state made of plain data.
-
-    ``encoded`` adds entries to the state that the caller has already encoded as JSON
-    text (a large part that rarely changes, kept encoded between steps).
-    """
-    body = json.dumps(state, separators=(",", ":"))
-    for key, text in encoded.items():
-        body = f"{body[:-1]}{',' if len(body) > 2 else ''}{json.dumps(key)}:{text}}}"
-    return f'{{"format":"{FORMAT}","version":{VERSION},"state":{body}}}'
+def encode(state: dict[str, Any]) -> str:
+    """The checkpoint text of a state (or a part of one) made of plain data."""
+    return json.dumps({"format": FORMAT, "version": VERSION, "state": state}, separators=(",", ":"))
 
 
 def decode(raw: Any, where: str) -> dict[str, Any]:

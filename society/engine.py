@@ -171,7 +171,7 @@ class Engine:
         self._roster = [display_name(s.agent_id) for s in self.slots]
         self._ids = [s.agent_id for s in self.slots]
         self._births_at = max(s.born_round for s in self.slots)  # the step newcomers start
-        self._slots_json: str | None = None
+        self._slots_saved = False  # whether the checkpoint's 'slots' part is current
 
     def member(self, k: int) -> Member:
         """The agent in slot ``k`` as its LLM policy sees it."""
@@ -375,7 +375,7 @@ class Engine:
             rec.events.append(EventRow(r, g, _STRATEGY, aid, None, slot.strategy, None, _j(data)))
             slot.advice = None
         self._newborn_rows(rec, strategy_text=True)
-        self._slots_json = None
+        self._slots_saved = False
         return rec
 
     # -- between generations -------------------------------------------------------------------
@@ -451,14 +451,25 @@ class Engine:
             "game": self.game.get_state(),
         }
 
-    def checkpoint(self) -> str:
-        """The state as checkpoint text (`society.checkpoint`). Slots change only in
-        strategy steps and between generations, so their JSON is cached in between: a
-        large population is not re-encoded every step."""
-        if self._slots_json is None:
-            slots = [s.to_state() for s in self.slots]
-            self._slots_json = json.dumps(slots, separators=(",", ":"))
-        return checkpoint.encode(self._state_but_slots(), slots=self._slots_json)
+    def checkpoint(self) -> dict[str, str]:
+        """The checkpoint parts to write after this step (`society.checkpoint` texts).
+
+        Part 'state' every step; part 'slots' only when the slots changed (strategy steps,
+        a new generation, a restore): a large population is neither re-encoded nor
+        rewritten every step.
+        """
+        parts = {"state": checkpoint.encode(self._state_but_slots())}
+        if not self._slots_saved:
+            parts["slots"] = checkpoint.encode({"slots": [s.to_state() for s in self.slots]})
+            self._slots_saved = True
+        return parts
+
+    def restore_checkpoint(self, parts: dict[str, Any], where: str) -> None:
+        """`set_state` from the checkpoint parts a store holds (decoded safely)."""
+        state = checkpoint.decode(parts["state"], where)
+        if "slots" in parts:
+            state.update(checkpoint.decode(parts["slots"], where))
+        self.set_state(state)
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a state made by :meth:`get_state` (from a decoded checkpoint)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from society import __version__, checkpoint
+from society import __version__
 from society.backends import Backend, BackendError, make_backend
 from society.config import BackendConfig, LLMGroup
 from society.decide import Decider
@@ -154,7 +154,7 @@ def resume_run(run_dir: str | Path, *, quiet: bool = False, backends: Backends =
         engine = Engine(scenario)
         saved = store.last_checkpoint()
         if saved is not None:
-            engine.set_state(checkpoint.decode(saved[1], f"{run_dir}/{DB_NAME}"))
+            engine.restore_checkpoint(saved[1], f"{run_dir}/{DB_NAME}")
             engine.restore(store)
         last_call = store.conn.execute("SELECT MAX(id) FROM llm_calls").fetchone()[0] or 0
         opened = open_backends(scenario, backends) if not engine.done else {}

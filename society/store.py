@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +95,12 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     latency_s          REAL,
     logprobs           TEXT             -- JSON or NULL
 );
--- The latest checkpoint only: the state after `round` was committed, as versioned JSON
--- (never pickle: opening a store from elsewhere must not run code).
+-- The latest checkpoint only, as versioned JSON (never pickle: opening a store from
+-- elsewhere must not run code). Part 'state' is written with every step; a large part
+-- that changes rarely (the population's slots) is its own row, rewritten when it changes.
 CREATE TABLE IF NOT EXISTS checkpoints (
-    id     INTEGER PRIMARY KEY CHECK (id = 1),
-    round  INTEGER NOT NULL,
+    part   TEXT PRIMARY KEY,
+    round  INTEGER NOT NULL,           -- the step after which the part was written
     state  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_round ON decisions(round);
@@ -165,7 +166,7 @@ class RunStore:
         events: Iterable[tuple] = (),
         llm_calls: Iterable[tuple] = (),
         agents: Iterable[tuple] = (),
-        checkpoint: str | None = None,
+        checkpoint: Mapping[str, str] | None = None,
     ) -> None:
         """Write one round and its checkpoint atomically: all of it or none of it."""
         c = self.conn
@@ -177,10 +178,10 @@ class RunStore:
             c.executemany(_insert_sql("decisions", DECISION_COLS), map(tuple, decisions))
             c.executemany(_insert_sql("events", EVENT_COLS), map(tuple, events))
             c.execute(_insert_sql("rounds", ROUND_COLS), tuple(round_row))
-            if checkpoint is not None:
-                c.execute(
-                    "INSERT OR REPLACE INTO checkpoints (id, round, state) VALUES (1, ?, ?)",
-                    (round_row[0], checkpoint),
+            if checkpoint:
+                c.executemany(
+                    "INSERT OR REPLACE INTO checkpoints (part, round, state) VALUES (?, ?, ?)",
+                    [(part, round_row[0], text) for part, text in checkpoint.items()],
                 )
         except BaseException:
             c.execute("ROLLBACK")
@@ -188,10 +189,12 @@ class RunStore:
         c.execute("COMMIT")
 
     # -- reading ------------------------------------------------------------
-    def last_checkpoint(self) -> tuple[int, Any] | None:
-        """(round, state) of the latest committed checkpoint, or None."""
-        row = self.conn.execute("SELECT round, state FROM checkpoints WHERE id = 1").fetchone()
-        return (row[0], row[1]) if row else None
+    def last_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
+        """(round of part 'state', {part: raw text}) of the latest checkpoint, or None."""
+        rows = self.conn.execute("SELECT part, round, state FROM checkpoints").fetchall()
+        parts = {part: state for part, _, state in rows}
+        rounds = {part: rnd for part, rnd, _ in rows}
+        return (rounds["state"], parts) if "state" in parts else None
 
     def count(self, table: str) -> int:
         """Number of rows in a table."""

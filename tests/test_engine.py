@@ -161,8 +161,9 @@ def test_hostile_checkpoint_payload_is_refused(tmp_path, capfd):
     res = society.run(data, out=tmp_path / "r")
     db = res.run_dir / "run.sqlite"
     conn = sqlite3.connect(db)
+    (good,) = conn.execute("SELECT state FROM checkpoints WHERE part = 'state'").fetchone()
     conn.execute("UPDATE meta SET value = 'running' WHERE key = 'status'")
-    conn.execute("UPDATE checkpoints SET state = ? WHERE id = 1", (pickle.dumps(Boom()),))
+    conn.execute("UPDATE checkpoints SET state = ? WHERE part = 'state'", (pickle.dumps(Boom()),))
     conn.commit()
     conn.close()
     with pytest.raises(UserError, match="checkpoint is a pickle.*not loaded"):
@@ -173,19 +174,34 @@ def test_hostile_checkpoint_payload_is_refused(tmp_path, capfd):
     assert len(cli.stderr.strip().splitlines()) == 1 and "pickle" in cli.stderr
     for payload, needle in [(b"{not json", "not valid JSON"), ('{"a": 1}', "not a society")]:
         conn = sqlite3.connect(db)
-        conn.execute("UPDATE checkpoints SET state = ? WHERE id = 1", (payload,))
+        conn.execute("UPDATE checkpoints SET state = ? WHERE part = 'state'", (payload,))
         conn.commit()
         conn.close()
         with pytest.raises(UserError, match=needle):
             society.resume(res.run_dir)
+    # Every part is checked, not only the one written each step.
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE checkpoints SET state = ? WHERE part = 'state'", (good,))
+    conn.execute("UPDATE checkpoints SET state = ? WHERE part = 'slots'", (pickle.dumps(Boom()),))
+    conn.commit()
+    conn.close()
+    with pytest.raises(UserError, match="pickle"):
+        society.resume(res.run_dir)
 
 
 def test_checkpoint_is_versioned_json(tmp_path):
     res = society.run(ipd_scenario(rounds=3), out=tmp_path / "r")
-    (text,) = query(res.run_dir, "SELECT state FROM checkpoints")[0]
-    doc = json.loads(text)
-    assert doc["format"] == "society.checkpoint" and doc["version"] == 1
-    assert set(doc["state"]) >= {"rng", "step", "slots", "game"}
+    parts = dict(query(res.run_dir, "SELECT part, state FROM checkpoints"))
+    assert set(parts) == {"state", "slots"}
+    for text in parts.values():
+        doc = json.loads(text)
+        assert doc["format"] == "society.checkpoint" and doc["version"] == 1
+    assert set(json.loads(parts["state"])["state"]) >= {"rng", "step", "game"}
+    # The slots part is written when the slots change, not every step.
+    assert query(res.run_dir, "SELECT part, round FROM checkpoints ORDER BY part") == [
+        ("slots", 0),
+        ("state", 2),
+    ]
 
 
 # -- the Python front door and injected backends ------------------------------------------------
