@@ -193,6 +193,7 @@ class RepeatedGame(Game):
         self.hist: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
         self.lengths: dict[tuple[int, int], int] = {}
         self._active: list[tuple[tuple[int, int], tuple[list[int], list[int]]]] = []
+        self._matches: list[Any] | None = None  # static pairs: (k, pair, i, j, history, length)
         if static:
             for pair in pairs(0, rng):
                 self._open(pair, rng)
@@ -229,6 +230,21 @@ class RepeatedGame(Game):
         obs = partial(tuple.__new__, RepeatedObservation)  # C-speed construction
         turn = partial(tuple.__new__, Turn)
         plain = (0, 1)
+        if self.static and not shuffle:  # fixed matches, options in order: the fast path
+            if self._matches is None:
+                self._matches = [
+                    (k, pair, pair[0], pair[1], hist[pair], lengths[pair])
+                    for k, pair in enumerate(self.pairs(self.round, rng))
+                ]
+            for k, pair, i, j, h, length in self._matches:
+                hi, hj = h
+                r = len(hi) + 1
+                if r > length:
+                    continue
+                active.append((pair, h))
+                add(turn((i, j, move, obs((r, rounds, hi, hj, view_i, labels, plain)), spec, fallback, k, False)))  # fmt: skip
+                add(turn((j, i, move, obs((r, rounds, hj, hi, view_j, labels, plain)), spec, fallback, k, False)))  # fmt: skip
+            return turns
         for k, pair in enumerate(self.pairs(self.round, rng)):
             h = hist.get(pair)
             if h is None:
@@ -340,6 +356,7 @@ class RepeatedGame(Game):
         if state["lengths"] is not None:
             self.lengths = {(int(i), int(j)): int(n) for i, j, n in state["lengths"]}
         self.hist = {pair: ([], []) for pair in self.lengths}  # filled by `restore`
+        self._matches = None
 
     def restore(self, steps: Iterable[Sequence[Event]]) -> None:
         """Rebuild the move histories from the committed events of this game.

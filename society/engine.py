@@ -29,7 +29,7 @@ import numpy as np
 
 from agents.llm import Advice
 from agents.prompts import Prompts
-from games.protocol import Answer, Event, Game
+from games.protocol import Answer, Event, Game, Turn
 from society import checkpoint
 from society.config import LLMGroup
 from society.decide import Decider, Job
@@ -171,6 +171,7 @@ class Engine:
         self._roster = [display_name(s.agent_id) for s in self.slots]
         self._ids = [s.agent_id for s in self.slots]
         self._births_at = max(s.born_round for s in self.slots)  # the step newcomers start
+        self._any_llm = any(self._is_llm)
         self._slots_saved = False  # whether the checkpoint's 'slots' part is current
 
     def member(self, k: int) -> Member:
@@ -239,7 +240,14 @@ class Engine:
         extra: list[dict[str, Any] | None] = [None] * n
         jobs: list[tuple[int, Job]] = []
         policy, is_llm, ids = self._policy, self._is_llm, self._ids
-        for k, turn in enumerate(turns):
+        if not self._any_llm:  # a scripted population: one tight pass (the hot path)
+            checked = [t[4].legalize(policy[t[0]].act(t, rng)) for t in turns]
+            actions = [a for a, _ in checked]
+            valid = [0 if changed else 1 for _, changed in checked]
+            turns_left: Sequence[Turn] = ()
+        else:
+            turns_left = turns
+        for k, turn in enumerate(turns_left):
             slot, spec = turn[0], turn[4]  # (agent, spec): tuple indexing, the hot path
             if not is_llm[slot]:
                 action, changed = spec.legalize(policy[slot].act(turn, rng))
