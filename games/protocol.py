@@ -75,6 +75,11 @@ class ActionSpec(ABC):
         """(a legal action, whether ``value`` had to change): the default refuses to repair."""
         return self.check(value), False
 
+    def legalize_all(self, values: Sequence[Any]) -> tuple[list[Any], list[bool]]:
+        """:meth:`legalize` of many values at once (a spec may check them in one pass)."""
+        pairs = [self.legalize(v) for v in values]
+        return [a for a, _ in pairs], [changed for _, changed in pairs]
+
     def _object(self, prop: dict[str, Any]) -> dict[str, Any]:
         return object_schema({self.field: prop})
 
@@ -97,6 +102,13 @@ class Choice(ActionSpec):
         if type(value) is int and 0 <= value < len(self.options):  # the common case, fast
             return value, False
         return self.check(value), False
+
+    def legalize_all(self, values: Sequence[Any]) -> tuple[list[Any], list[bool]]:
+        # All plain ints in range (what scripted policies return): checked at C speed.
+        if values and set(map(type, values)) == {int}:
+            if min(values) >= 0 and max(values) < len(self.options):
+                return list(values), [False] * len(values)
+        return super().legalize_all(values)
 
     def check(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | np.integer):

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
+from operator import not_
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -172,6 +173,7 @@ class Engine:
         self._ids = [s.agent_id for s in self.slots]
         self._births_at = max(s.born_round for s in self.slots)  # the step newcomers start
         self._any_llm = any(self._is_llm)
+        self._identity = self._ids == list(range(len(self._ids)))
         self._slots_saved = False  # whether the checkpoint's 'slots' part is current
 
     def member(self, k: int) -> Member:
@@ -241,9 +243,15 @@ class Engine:
         jobs: list[tuple[int, Job]] = []
         policy, is_llm, ids = self._policy, self._is_llm, self._ids
         if not self._any_llm:  # a scripted population: one tight pass (the hot path)
-            checked = [t[4].legalize(policy[t[0]].act(t, rng)) for t in turns]
-            actions = [a for a, _ in checked]
-            valid = [0 if changed else 1 for _, changed in checked]
+            acted = [policy[t[0]].act(t, rng) for t in turns]
+            specs = {id(t[4]): t[4] for t in turns}
+            if len(specs) == 1:  # one spec for the whole step: checked in one pass
+                actions, repaired = next(iter(specs.values())).legalize_all(acted)
+            else:
+                checked = [t[4].legalize(a) for t, a in zip(turns, acted, strict=True)]
+                actions = [a for a, _ in checked]
+                repaired = [c for _, c in checked]
+            valid = list(map(int, map(not_, repaired)))
             turns_left: Sequence[Turn] = ()
         else:
             turns_left = turns
@@ -289,10 +297,12 @@ class Engine:
                 if more:
                     datas[k] = {**(datas[k] or {}), **more}
         # Column by column, then rows at C speed (a tournament step has 10^5 decisions).
-        agents = [ids[t[0]] for t in turns]
-        partners = [None if t[1] is None else ids[t[1]] for t in turns]
-        purposes = [t[2] for t in turns]
-        data_text = [None if d is None else _j(d) for d in datas]
+        rec.events.extend(self._event_rows(events, r, g))
+        if not n:
+            return rec
+        slots, faced, purposes = list(zip(*turns, strict=True))[:3]
+        agents, partners = self._to_ids(slots), self._to_ids(faced)
+        data_text = [None if d is None else _j(d) for d in datas] if any(datas) else datas
         rec.decisions = list(
             map(
                 _DECISION,
@@ -312,13 +322,12 @@ class Engine:
                 ),  # fmt: skip
             )
         )
-        rec.events.extend(self._event_rows(events, r, g))
         return rec
 
     def _event_rows(self, events: Sequence[Event], r: int, g: int) -> list[EventRow]:
         if not events:
             return []
-        ids, m = self._ids, len(events)
+        m = len(events)
         kinds, agents, partners, actions, values, datas = zip(*events, strict=True)
         return list(
             map(
@@ -327,15 +336,22 @@ class Engine:
                     repeat(r, m),
                     repeat(g, m),
                     kinds,
-                    [None if a is None else ids[a] for a in agents],
-                    [None if b is None else ids[b] for b in partners],
+                    self._to_ids(agents),
+                    self._to_ids(partners),
                     actions,
                     values,
-                    [None if d is None else _j(d) for d in datas],
+                    [None if d is None else _j(d) for d in datas] if any(datas) else datas,
                     strict=True,
                 ),  # fmt: skip
             )
         )
+
+    def _to_ids(self, slots: Sequence[int | None]) -> Sequence[int | None]:
+        """Agent ids of slots (None stays None); slots are the ids until agents change."""
+        if self._identity and None not in slots:
+            return slots
+        ids = self._ids
+        return [None if k is None else ids[k] for k in slots]
 
     def _strategy_step(self, decider: Decider) -> StepRecord:
         """Every new agent states its strategy: LLM agents write it (one batch), scripted

@@ -175,7 +175,11 @@ class RunStore:
             # Plain tuples: sqlite3 binds an exact tuple faster than a named tuple.
             c.executemany(_insert_sql("agents", AGENT_COLS), map(tuple, agents))
             c.executemany(_insert_sql("llm_calls", LLM_CALL_COLS), map(tuple, llm_calls))
-            c.executemany(_insert_sql("decisions", DECISION_COLS), map(tuple, decisions))
+            rows = decisions if isinstance(decisions, list) else list(decisions)
+            if all(r[-1] is None for r in rows):  # no structured data: one column less to bind
+                c.executemany(_insert_sql("decisions", DECISION_COLS[:-1]), [r[:-1] for r in rows])
+            else:
+                c.executemany(_insert_sql("decisions", DECISION_COLS), map(tuple, rows))
             c.executemany(_insert_sql("events", EVENT_COLS), map(tuple, events))
             c.execute(_insert_sql("rounds", ROUND_COLS), tuple(round_row))
             if checkpoint:

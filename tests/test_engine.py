@@ -36,6 +36,15 @@ def test_choice_spec():
         Choice(("A", "A"))
 
 
+def test_legalize_all_checks_many_values_like_legalize():
+    spec = Choice(("J", "F"))
+    assert spec.legalize_all([0, 1, 1]) == ([0, 1, 1], [False, False, False])
+    assert spec.legalize_all([0, np.int64(1)]) == ([0, 1], [False, False])
+    with pytest.raises(IllegalAction):
+        spec.legalize_all([0, 2])
+    assert Number(0, 10).legalize_all([3, 12]) == ([3.0, 10.0], [False, True])
+
+
 def test_number_spec_bounds_in_schema_and_clamping():
     spec = Number(80, 200, integer=True, field="claim")
     prop = spec.json_schema()["properties"]["claim"]
