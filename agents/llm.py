@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from agents.chat import ChatReply, ChatRequest
 from agents.prompts import Prompts
-from games.protocol import Choice
+from games.protocol import ActionSpec, Choice, IllegalAction, Number
 
 T = TypeVar("T")
 Ask = Generator[ChatRequest, ChatReply, T]
@@ -62,6 +62,28 @@ def enum_parser(field: str, options: list[str]) -> Callable[[str], str]:
         if key not in lookup:
             raise InvalidReply(f"{field}={value!r} is not one of {options}")
         return lookup[key]
+
+    return parse
+
+
+def spec_parser(spec: ActionSpec) -> Callable[[str], Any]:
+    """Parser of ``{spec.field: value}`` checked by the turn's own spec (a numeric string
+    is accepted for a `Number`), so the reply and the game agree on what is legal."""
+    field = spec.field
+
+    def parse(text: str) -> Any:
+        value = parse_json_object(text).get(field)
+        if value is None:
+            raise InvalidReply(f"missing field {field!r}")
+        if isinstance(spec, Number) and isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise InvalidReply(f"{field}={value!r} is not a number") from None
+        try:
+            return spec.check(value)
+        except IllegalAction as exc:
+            raise InvalidReply(f"{field}: {exc}") from None
 
     return parse
 

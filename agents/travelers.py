@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agents.chat import ChatRequest
-from agents.llm import Ask, InvalidReply, ask, parse_json_object
+from agents.llm import Ask, ask, spec_parser
 from agents.params import Param, Parameterised, parse_spec
 from agents.prompts import Prompts
 from games.protocol import Answer, Turn
@@ -34,7 +34,6 @@ __all__ = [
     "LLMTraveler",
     "RandomClaim",
     "TravelersPolicy",
-    "claim_parser",
     "make_travelers_policy",
     "travelers_policy_names",
 ]
@@ -168,27 +167,6 @@ def _points(x: float) -> str:
     return f"{x:g}"
 
 
-def claim_parser(field: str, low: int, high: int) -> Any:
-    """Parser of ``{field: whole number in [low, high]}`` (a numeric string is accepted)."""
-
-    def parse(text: str) -> int:
-        value = parse_json_object(text).get(field)
-        if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise InvalidReply(f"{field}={value!r} is not a number") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidReply(f"missing number field {field!r}")
-        if not float(value).is_integer():
-            raise InvalidReply(f"{field}={value!r} is not a whole number")
-        if not low <= value <= high:
-            raise InvalidReply(f"{field}={value!r} is outside [{low}, {high}]")
-        return int(value)
-
-    return parse
-
-
 class LLMTraveler:
     """An LLM player of the repeated traveler's dilemma (templates ``travelers.*``)."""
 
@@ -257,6 +235,5 @@ class LLMTraveler:
             json_schema=turn.spec.json_schema(),
             tags={**tags, "purpose": turn.purpose},
         )
-        parse = claim_parser(field, obs.rules.low, obs.rules.high)
-        asked = yield from ask(request, parse, self.prompts, field)
+        asked = yield from ask(request, spec_parser(turn.spec), self.prompts, field)
         return Answer(asked.value, asked.valid)
