@@ -422,7 +422,7 @@ class Engine:
             )  # fmt: skip
             population.append(
                 Individual(
-                    slot=k, agent_id=s.agent_id, name=display_name(s.agent_id),
+                    slot=k, agent_id=s.agent_id, name=self._roster[k],
                     llm=self._is_llm[k], strategy=s.strategy or (s.spec or {}).get("name", ""),
                     spec=s.spec, fitness=value, valid=s.valid,
                 )

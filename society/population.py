@@ -59,11 +59,6 @@ class Member:
     roster: Sequence[str] = field(default=(), repr=False)
 
     @property
-    def is_llm(self) -> bool:
-        """Whether an LLM decides for this agent."""
-        return self.group.kind == "llm"
-
-    @property
     def backend_key(self) -> str | None:
         """Key of the shared backend instance serving this agent."""
         return self.backend.key() if self.backend else None
