@@ -87,7 +87,7 @@ class Strategy(Parameterised):
     def act(self, turn: Turn, rng: np.random.Generator) -> int:
         """The game protocol's scripted-policy call: this round's move in a match."""
         obs = turn[3]  # turn.observation (indexed: called for every scripted move)
-        return self.move(obs[2], obs[3], rng)  # obs.my_moves, obs.their_moves
+        return self.move(obs[1], obs[2], rng)  # obs.my_moves, obs.their_moves
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -348,11 +348,11 @@ class GenerousTitForTat(Strategy):
         return _draw(self.generosity_for(), rng)
 
     def act(self, turn: Turn, rng: np.random.Generator) -> int:
-        obs = turn[3]  # turn.observation: my_moves, their_moves, payoffs at 2, 3, 4
-        their = obs[3]
+        obs = turn[3]  # turn.observation: my_moves, their_moves, payoffs at 1, 2, 3
+        their = obs[2]
         if not len(their) or not their[-1]:
             return C
-        return _draw(self.generosity_for(obs[4]), rng)
+        return _draw(self.generosity_for(obs[3]), rng)
 
 
 class Random(Strategy):

@@ -72,7 +72,6 @@ def repeated_batches(rounds: int, matches: int = 6) -> list[list[ChatRequest]]:
             for side in range(2):
                 order = (0, 1) if rng.random() < 0.5 else (1, 0)
                 obs = RepeatedObservation(
-                    round=rnd,
                     rounds=rounds,
                     my_moves=moves[m, side],
                     their_moves=moves[m, 1 - side],

@@ -188,12 +188,17 @@ class RepeatedGame(Game):
         self.fitness_rule = fitness
         views = (rules.game, rules.game.for_player(1))  # the column player's view is swapped
         self.views = tuple(v.payoffs for v in views)
+        self._payoffs = rules.game.as_matrix().tolist()  # [a][b] -> [row's, column's] (floats)
         self.spec = Choice(tuple(rules.labels))
         self.round = 0
         self.hist: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
         self.lengths: dict[tuple[int, int], int] = {}
         self._active: list[tuple[tuple[int, int], tuple[list[int], list[int]]]] = []
-        self._matches: list[Any] | None = None  # static pairs: (k, pair, i, j, history, length)
+        # Static pairs shown in order: per match (length, (pair, history), turn_i, turn_j).
+        self._matches: list[Any] | None = None
+        self._shortest = 0
+        self._all_turns: list[Turn] = []
+        self._all_active: list[tuple[tuple[int, int], tuple[list[int], list[int]]]] = []
         if static:
             for pair in pairs(0, rng):
                 self._open(pair, rng)
@@ -218,6 +223,8 @@ class RepeatedGame(Game):
 
     def pending(self, rng: np.random.Generator) -> list[Turn]:
         rules = self.rules
+        if self.static and not rules.shuffle_options:  # fixed matches shown in order
+            return self._static_turns(rng)
         rounds = rules.rounds if self.reveal_rounds else None
         view_i, view_j = self.views
         labels, spec, fallback = rules.labels, self.spec, self.fallback
@@ -230,21 +237,6 @@ class RepeatedGame(Game):
         obs = partial(tuple.__new__, RepeatedObservation)  # C-speed construction
         turn = partial(tuple.__new__, Turn)
         plain = (0, 1)
-        if self.static and not shuffle:  # fixed matches, options in order: the fast path
-            if self._matches is None:
-                self._matches = [
-                    (k, pair, pair[0], pair[1], hist[pair], lengths[pair])
-                    for k, pair in enumerate(self.pairs(self.round, rng))
-                ]
-            for k, pair, i, j, h, length in self._matches:
-                hi, hj = h
-                r = len(hi) + 1
-                if r > length:
-                    continue
-                active.append((pair, h))
-                add(turn((i, j, move, obs((r, rounds, hi, hj, view_i, labels, plain)), spec, fallback, k, False)))  # fmt: skip
-                add(turn((j, i, move, obs((r, rounds, hj, hi, view_j, labels, plain)), spec, fallback, k, False)))  # fmt: skip
-            return turns
         for k, pair in enumerate(self.pairs(self.round, rng)):
             h = hist.get(pair)
             if h is None:
@@ -255,7 +247,6 @@ class RepeatedGame(Game):
                 continue
             active.append((pair, h))
             i, j = pair
-            r = len(hi) + 1
             order_i = rules.option_order(rng) if shuffle else plain
             order_j = rules.option_order(rng) if shuffle else plain
             add(
@@ -264,7 +255,7 @@ class RepeatedGame(Game):
                         i,
                         j,
                         move,
-                        obs((r, rounds, hi, hj, view_i, labels, order_i)),
+                        obs((rounds, hi, hj, view_i, labels, order_i)),
                         spec,
                         fallback,
                         k,
@@ -278,7 +269,7 @@ class RepeatedGame(Game):
                         j,
                         i,
                         move,
-                        obs((r, rounds, hj, hi, view_j, labels, order_j)),
+                        obs((rounds, hj, hi, view_j, labels, order_j)),
                         spec,
                         fallback,
                         k,
@@ -288,30 +279,69 @@ class RepeatedGame(Game):
             )
         return turns
 
+    def _static_turns(self, rng: np.random.Generator) -> list[Turn]:
+        """The turns of fixed matches shown in order, built once and reused every step.
+
+        A turn's observation holds its match's move lists, which `apply` extends in
+        place, so the same turn is the current one each round; only matches that are
+        over drop out (all at once when every match has the same length).
+        """
+        if self._matches is None:
+            rounds = self.rules.rounds if self.reveal_rounds else None
+            view_i, view_j = self.views
+            labels, spec, fallback = self.rules.labels, self.spec, self.fallback
+            move, plain = RepeatedKind.MOVE.value, (0, 1)
+            obs = partial(tuple.__new__, RepeatedObservation)  # C-speed construction
+            turn = partial(tuple.__new__, Turn)
+            matches = []
+            for k, pair in enumerate(self.pairs(self.round, rng)):
+                i, j = pair
+                h = self.hist[pair]
+                hi, hj = h
+                matches.append(
+                    (
+                        self.lengths[pair],
+                        (pair, h),
+                        turn((i, j, move, obs((rounds, hi, hj, view_i, labels, plain)), spec, fallback, k, False)),
+                        turn((j, i, move, obs((rounds, hj, hi, view_j, labels, plain)), spec, fallback, k, False)),
+                    )
+                )  # fmt: skip
+            self._matches = matches
+            self._shortest = min((m[0] for m in matches), default=0)
+            self._all_turns = [t for m in matches for t in m[2:]]
+            self._all_active = [m[1] for m in matches]
+        played = self.round  # static matches advance in lockstep from round 0
+        if played < self._shortest:  # every match still running
+            self._active = list(self._all_active)
+            return list(self._all_turns)
+        self._active = active = []
+        turns: list[Turn] = []
+        for length, entry, turn_i, turn_j in self._matches:
+            if played < length:
+                active.append(entry)
+                turns.append(turn_i)
+                turns.append(turn_j)
+        return turns
+
     def apply(
         self, turns: Sequence[Turn], actions: Sequence[Any], rng: np.random.Generator
     ) -> list[Event]:
         rules = self.rules
-        moves = np.asarray(actions, dtype=np.int8).reshape(-1, 2)
-        played_i = rules.apply_noise(moves[:, 0], rng)
-        played_j = rules.apply_noise(moves[:, 1], rng)
-        pay_i, pay_j = rules.payoffs_vec(played_i, played_j)
-        a_l, b_l = played_i.tolist(), played_j.tolist()
-        for (_, (hi, hj)), a, b in zip(self._active, a_l, b_l, strict=True):
+        mine, theirs = actions[0::2], actions[1::2]  # turns come per pair, row player first
+        if rules.noise:  # the same draws as before: one flip per row move, then per column move
+            mine = rules.apply_noise(np.asarray(mine, dtype=np.int8), rng).tolist()
+            theirs = rules.apply_noise(np.asarray(theirs, dtype=np.int8), rng).tolist()
+        # Plain Python: a step's few thousand pairs cost less than numpy's conversions.
+        pay, kind, code = self._payoffs, RepeatedKind.PAYOFF.value, MOVES
+        ev = partial(tuple.__new__, Event)
+        events: list[Event] = []
+        add = events.append
+        for ((i, j), (hi, hj)), a, b in zip(self._active, mine, theirs, strict=True):
             hi.append(a)
             hj.append(b)
-        ii = [p[0] for p, _ in self._active]
-        jj = [p[1] for p, _ in self._active]
-        kind, ev, code = RepeatedKind.PAYOFF.value, partial(tuple.__new__, Event), MOVES
-        events: list[Event] = [None] * (2 * len(ii))  # type: ignore[list-item]
-        events[0::2] = [
-            ev((kind, i, j, code[a], p, None))
-            for i, j, a, p in zip(ii, jj, a_l, pay_i.tolist(), strict=True)
-        ]
-        events[1::2] = [
-            ev((kind, j, i, code[b], p, None))
-            for i, j, b, p in zip(ii, jj, b_l, pay_j.tolist(), strict=True)
-        ]
+            p_i, p_j = pay[a][b]
+            add(ev((kind, i, j, code[a], p_i, None)))
+            add(ev((kind, j, i, code[b], p_j, None)))
         self._active = []
         self.round += 1
         return events

@@ -14,11 +14,12 @@ from society.errors import UserError
 
 FORMAT = "society.checkpoint"
 VERSION = 1
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: a checkpoint a step
 
 
 def encode(state: dict[str, Any]) -> str:
     """The checkpoint text of a state (or a part of one) made of plain data."""
-    return json.dumps({"format": FORMAT, "version": VERSION, "state": state}, separators=(",", ":"))
+    return _ENCODER.encode({"format": FORMAT, "version": VERSION, "state": state})
 
 
 def decode(raw: Any, where: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
-from operator import not_
+from operator import itemgetter, not_
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +51,9 @@ _STRATEGY, _FITNESS, _SURVIVOR = (k.value for k in LifeKind)
 # Typed rows built at C speed from tuples of their fields.
 _DECISION = partial(tuple.__new__, DecisionRow)
 _EVENT = partial(tuple.__new__, EventRow)
+# Turn.agent, .partner, .purpose, .spec and Event.data, read at C speed.
+_AGENT, _PARTNER, _PURPOSE, _SPEC = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(4)
+_DATA = itemgetter(5)
 STATE_KEYS = ("rng", "step", "generation", "phase", "next_id", "slots", "game")
 
 
@@ -67,8 +70,11 @@ class StepRecord:
     agents: list[AgentRow] = field(default_factory=list)
 
 
+_JSON = json.JSONEncoder(separators=(",", ":")).encode  # built once: rows call it often
+
+
 def _j(obj: Any) -> str | None:
-    return None if obj is None else json.dumps(obj, separators=(",", ":"))
+    return None if obj is None else _JSON(obj)
 
 
 class Engine:
@@ -169,6 +175,9 @@ class Engine:
             llm = self.llm[s.group]
             self._is_llm.append(llm is not None)
             self._policy.append(llm if llm is not None else self.scripted(s.spec))
+        self._act = [
+            None if llm else p.act for p, llm in zip(self._policy, self._is_llm, strict=True)
+        ]
         self._roster = [display_name(s.agent_id) for s in self.slots]
         self._ids = [s.agent_id for s in self.slots]
         self._births_at = max(s.born_round for s in self.slots)  # the step newcomers start
@@ -243,10 +252,10 @@ class Engine:
         jobs: list[tuple[int, Job]] = []
         policy, is_llm, ids = self._policy, self._is_llm, self._ids
         if not self._any_llm:  # a scripted population: one tight pass (the hot path)
-            acted = [policy[t[0]].act(t, rng) for t in turns]
-            specs = {id(t[4]): t[4] for t in turns}
-            if len(specs) == 1:  # one spec for the whole step: checked in one pass
-                actions, repaired = next(iter(specs.values())).legalize_all(acted)
+            act = self._act  # bound once per binding: this runs for every scripted move
+            acted = [act[t[0]](t, rng) for t in turns]
+            if turns and len(set(map(id, map(_SPEC, turns)))) == 1:  # one spec: one pass
+                actions, repaired = turns[0][4].legalize_all(acted)
             else:
                 checked = [t[4].legalize(a) for t, a in zip(turns, acted, strict=True)]
                 actions = [a for a, _ in checked]
@@ -300,7 +309,8 @@ class Engine:
         rec.events.extend(self._event_rows(events, r, g))
         if not n:
             return rec
-        slots, faced, purposes = list(zip(*turns, strict=True))[:3]
+        slots, faced = list(map(_AGENT, turns)), list(map(_PARTNER, turns))
+        purposes = list(map(_PURPOSE, turns))
         agents, partners = self._to_ids(slots), self._to_ids(faced)
         data_text = [None if d is None else _j(d) for d in datas] if any(datas) else datas
         rec.decisions = list(
@@ -327,6 +337,9 @@ class Engine:
     def _event_rows(self, events: Sequence[Event], r: int, g: int) -> list[EventRow]:
         if not events:
             return []
+        if self._identity and list(map(_DATA, events)).count(None) == len(events):
+            head = (r, g)  # an event's fields are a row's after (round, generation)
+            return [_EVENT(head + e) for e in events]
         m = len(events)
         kinds, agents, partners, actions, values, datas = zip(*events, strict=True)
         return list(

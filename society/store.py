@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     round  INTEGER NOT NULL,           -- the step after which the part was written
     state  TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS decisions_round ON decisions(round);
-CREATE INDEX IF NOT EXISTS events_round ON events(round);
 """
+# No secondary indexes: every reader here loads whole tables in id order (analysis.load_run,
+# resume), and keeping an index on `round` current cost a quarter of a fast run's commits.
+# Ad-hoc SQL over a large store can add one: CREATE INDEX decisions_round ON decisions(round).
 
 AGENT_COLS = AgentRow._fields
 DECISION_COLS = DecisionRow._fields
@@ -116,6 +118,16 @@ ROUND_COLS = StepRow._fields
 
 def _insert_sql(table: str, cols: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+# Built once: a step commits several statements and a fast run commits thousands of steps.
+_INSERT_AGENTS = _insert_sql("agents", AGENT_COLS)
+_INSERT_CALLS = _insert_sql("llm_calls", LLM_CALL_COLS)
+_INSERT_DECISIONS = _insert_sql("decisions", DECISION_COLS)
+_INSERT_DECISIONS_NO_DATA = _insert_sql("decisions", DECISION_COLS[:-1])
+_INSERT_EVENTS = _insert_sql("events", EVENT_COLS)
+_INSERT_STEP = _insert_sql("rounds", ROUND_COLS)
+_LAST, _BUT_LAST = itemgetter(-1), itemgetter(slice(None, -1))  # at C speed, per row
 
 
 class RunStore:
@@ -173,15 +185,17 @@ class RunStore:
         c.execute("BEGIN IMMEDIATE")
         try:
             # Plain tuples: sqlite3 binds an exact tuple faster than a named tuple.
-            c.executemany(_insert_sql("agents", AGENT_COLS), map(tuple, agents))
-            c.executemany(_insert_sql("llm_calls", LLM_CALL_COLS), map(tuple, llm_calls))
+            if agents:
+                c.executemany(_INSERT_AGENTS, map(tuple, agents))
+            if llm_calls:
+                c.executemany(_INSERT_CALLS, map(tuple, llm_calls))
             rows = decisions if isinstance(decisions, list) else list(decisions)
-            if all(r[-1] is None for r in rows):  # no structured data: one column less to bind
-                c.executemany(_insert_sql("decisions", DECISION_COLS[:-1]), [r[:-1] for r in rows])
+            if list(map(_LAST, rows)).count(None) == len(rows):  # no data: one column less
+                c.executemany(_INSERT_DECISIONS_NO_DATA, map(_BUT_LAST, rows))
             else:
-                c.executemany(_insert_sql("decisions", DECISION_COLS), map(tuple, rows))
-            c.executemany(_insert_sql("events", EVENT_COLS), map(tuple, events))
-            c.execute(_insert_sql("rounds", ROUND_COLS), tuple(round_row))
+                c.executemany(_INSERT_DECISIONS, map(tuple, rows))
+            c.executemany(_INSERT_EVENTS, map(tuple, events))
+            c.execute(_INSERT_STEP, tuple(round_row))
             if checkpoint:
                 c.executemany(
                     "INSERT OR REPLACE INTO checkpoints (part, round, state) VALUES (?, ?, ?)",

@@ -111,7 +111,7 @@ def test_gtft_move_distribution_matches_axelrod(rstp):
         theirs = [0 if a == axl.Action.C else 1 for a, _ in match.play()]
         my: list[int] = []
         for r in range(len(partner)):
-            obs = RepeatedObservation(r + 1, None, my, partner[:r], table, ("J", "F"))
+            obs = RepeatedObservation(None, my, partner[:r], table, ("J", "F"))
             my.append(ours.act(Turn(0, 1, "move", obs, None, C), rng))
         for name, moves in (("axelrod", theirs), ("society", my)):
             for r in range(1, len(partner)):

@@ -17,7 +17,7 @@ PD = preset("prisoners_dilemma").payoffs
 
 def obs(my=(0, 1), their=(1, 1), order=(0, 1), rounds=10) -> RepeatedObservation:
     return RepeatedObservation(
-        round=len(my) + 1, rounds=rounds, my_moves=list(my), their_moves=list(their),
+        rounds=rounds, my_moves=list(my), their_moves=list(their),
         payoffs=PD, labels=("J", "F"), order=order,
     )  # fmt: skip
 

@@ -325,7 +325,7 @@ def test_generous_tft_frequency_and_draws_only_after_defection():
 
 def _turn(my, their, payoffs):
     """A repeated-game turn for ``act``: the player's histories and own-view payoffs."""
-    obs = RepeatedObservation(len(my) + 1, None, my, their, payoffs, ("J", "F"))
+    obs = RepeatedObservation(None, my, their, payoffs, ("J", "F"))
     return Turn(0, 1, "move", obs, None, C)
 
 
