@@ -34,13 +34,16 @@ __all__ = [
 
 
 def entropy(counts: Sequence[float] | np.ndarray, base: float = 2.0) -> float:
-    """Shannon entropy of a count (or probability) vector, in units of ``base``."""
+    """Shannon entropy of a count (or probability) vector, in units of ``base``
+    (``scipy.stats.entropy``, which normalises the counts); 0 for an empty or all-zero
+    vector (no decisions: nothing uncertain)."""
+    from scipy.stats import entropy as shannon
+
     c = np.asarray(counts, dtype=float)
     c = c[c > 0]
     if c.size == 0:
         return 0.0
-    p = c / c.sum()
-    return float(-(p * np.log(p)).sum() / np.log(base))
+    return float(shannon(c, base=base))
 
 
 def behavioural_entropy(
@@ -104,7 +107,11 @@ def consensus(answers: Sequence[Any]) -> float:
 
 
 def _mean_pairwise(v: np.ndarray) -> float:
-    """Mean cosine similarity over distinct pairs of L2-normalised rows."""
+    """Mean cosine similarity over distinct pairs of L2-normalised rows.
+
+    The Gram matrix of normalised rows holds every pair's cosine at once. scipy's
+    ``pdist(metric='cosine')`` is not used: it is undefined (NaN) for the zero row an
+    empty text embeds to (lexical embedder), which this counts as similarity 0."""
     n = v.shape[0]
     if n < 2:
         return float("nan")

@@ -182,21 +182,23 @@ def default_embedder() -> Embedder:
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Total variation distance ½Σ|p−q| along the last axis."""
+    """Total variation distance ½Σ|p−q| along the last axis (half the L1 distance; scipy's
+    ``cityblock`` takes single vectors only, so numpy's row-wise sum is used)."""
     return 0.5 * np.abs(np.asarray(p, float) - np.asarray(q, float)).sum(axis=-1)
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Jensen–Shannon divergence in bits (0..1) along the last axis."""
+    """Jensen–Shannon divergence in bits (0..1) along the last axis:
+    ½·KL(p‖m) + ½·KL(q‖m), m = (p + q)/2, each KL summed from ``scipy.special.rel_entr``
+    (0·log 0 = 0), floored at 0. Not ``scipy.spatial.distance.jensenshannon``: that
+    returns the square root, and rounding just below zero makes it NaN for nearly equal
+    distributions (about half of them at differences of 1e-12)."""
+    from scipy.special import rel_entr
+
     p, q = np.asarray(p, float), np.asarray(q, float)
     m = 0.5 * (p + q)
-
-    def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(a > 0, a * np.log2(a / np.where(b > 0, b, 1.0)), 0.0)
-        return t.sum(axis=-1)
-
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+    js = 0.5 * rel_entr(p, m).sum(axis=-1) + 0.5 * rel_entr(q, m).sum(axis=-1)
+    return np.maximum(js / np.log(2), 0.0)
 
 
 def action_labels(decisions: pd.DataFrame, kind: str = "move", bins: int = 10) -> pd.Series:
@@ -313,8 +315,12 @@ def llm_texts(obj: Any, field: str = "reply", purpose: str | None = None) -> pd.
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan")
+    """Cosine similarity, 1 − ``scipy.spatial.distance.cosine``; NaN for a zero vector."""
+    from scipy.spatial.distance import cosine
+
+    if not (np.any(a) and np.any(b)):
+        return float("nan")
+    return float(1.0 - cosine(a, b))
 
 
 def semantic_drift(
@@ -391,9 +397,11 @@ def _complete(lp: Mapping[str, float], support: list[str], floor: float) -> np.n
 def topk_kl(q: Mapping[str, float], p: Mapping[str, float], floor: float = 1e-6) -> float:
     """KL(q || p) in nats between two top-k logprob dicts {token: logprob}, on the union
     of their supports plus one bucket for all other tokens (see ``_complete``)."""
+    from scipy.stats import entropy
+
     support = sorted(set(q) | set(p))
     qv, pv = _complete(q, support, floor), _complete(p, support, floor)
-    return float(np.sum(qv * np.log(qv / pv)))
+    return float(entropy(qv, pv))  # relative entropy Σ q·log(q/p), nats
 
 
 def _calls_with_logprobs(obj: Any) -> pd.DataFrame:
@@ -470,8 +478,9 @@ class EquilibriumFit:
 def fit_equilibrium(
     D: Sequence[float] | Sequence[Sequence[float]] | np.ndarray,
 ) -> EquilibriumFit:
-    """Fit ΔD_t = a + b·D_t by least squares on a drift series ``D`` (or several series,
-    e.g. one per conversation, whose pairs are pooled). NaNs break a series into parts."""
+    """Fit ΔD_t = a + b·D_t by least squares (``scipy.stats.linregress``) on a drift series
+    ``D`` (or several series, e.g. one per conversation, whose pairs are pooled). NaNs
+    break a series into parts."""
     from scipy import stats
 
     series = [D] if np.ndim(D[0]) == 0 else list(D)
@@ -486,13 +495,9 @@ def fit_equilibrium(
     n = x.size
     if n < 3 or np.ptp(x) == 0:
         raise ValueError("fit_equilibrium needs at least 3 pairs with varying D_t")
-    X = np.column_stack([np.ones(n), x])
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-    a, b = float(coef[0]), float(coef[1])
-    resid = y - X @ coef
-    s2 = resid @ resid / (n - 2)
-    se_b = math.sqrt(s2 / np.sum((x - x.mean()) ** 2))
+    fit = stats.linregress(x, y)  # ordinary least squares; stderr is the slope's
+    a, b = float(fit.intercept), float(fit.slope)
     t = float(stats.t.ppf(0.975, n - 2))
-    ci = (b - t * se_b, b + t * se_b)
+    ci = (b - t * float(fit.stderr), b + t * float(fit.stderr))
     d_star = -a / b if b != 0 else float("nan")
     return EquilibriumFit(a=a, b=b, d_star=d_star, b_ci=ci, restoring=bool(ci[1] < 0), n=int(n))

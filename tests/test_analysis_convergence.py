@@ -19,6 +19,14 @@ def test_entropy_known_values():
     assert conv.entropy([1, 1], base=np.e) == pytest.approx(np.log(2))
 
 
+def test_entropy_is_scipys_against_the_formula():
+    """scipy.stats.entropy against −Σ p·log p / log base written out, on random counts."""
+    for c in np.random.default_rng(0).integers(0, 9, (30, 6)):
+        p = c[c > 0] / c.sum()
+        assert conv.entropy(c, base=3) == pytest.approx(-(p * np.log(p)).sum() / np.log(3))
+    assert conv.entropy([]) == 0.0 and conv.entropy([0, 0]) == 0.0
+
+
 def test_behavioural_entropy_per_round():
     d = pd.DataFrame({"round": [0, 0, 1, 1], "kind": "move", "action": ["C", "D", "C", "C"]})
     out = conv.behavioural_entropy(d).set_index("round")["entropy"]

@@ -22,6 +22,27 @@ def test_tv_and_js_hand_computed():
     assert drift.js_divergence([0.5, 0.5], [1, 0]) == pytest.approx(0.5 * (kl_pm + kl_qm))
 
 
+def test_js_divergence_is_scipys_against_the_kl_formula():
+    """Rows of distributions (zeros included) against ½KL(p‖m) + ½KL(q‖m) in bits, written
+    out; nearly equal rows give a small number, never NaN."""
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet(np.ones(5), 30), rng.dirichlet(np.ones(5), 30)
+    p[:5, :2] = 0
+    p /= p.sum(axis=1, keepdims=True)
+    m = 0.5 * (p + q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_pm = np.where(p > 0, p * np.log2(p / m), 0).sum(axis=1)
+    kl_qm = (q * np.log2(q / m)).sum(axis=1)
+    assert np.allclose(drift.js_divergence(p, q), 0.5 * kl_pm + 0.5 * kl_qm, atol=1e-12)
+    near = np.abs(p + rng.normal(0, 1e-12, p.shape))
+    near /= near.sum(axis=1, keepdims=True)
+    d = drift.js_divergence(p, near)
+    assert np.isfinite(d).all() and (d >= 0).all() and d.max() < 1e-9
+    a, b = rng.normal(size=8), rng.normal(size=8)
+    assert drift._cos(a, b) == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert np.isnan(drift._cos(np.zeros(3), np.ones(3)))
+
+
 def _switcher():
     """Agent 1 plays C for rounds 0-9 then D for rounds 10-19; agent 2 always C."""
     rows = [
@@ -208,6 +229,30 @@ def test_fit_equilibrium_exact_and_noisy():
     assert fit.d_star == pytest.approx(1.5, abs=0.05)
     assert fit.b_ci[0] < -0.2 < fit.b_ci[1] and fit.restoring
     assert fit.n == 2000
+
+
+def test_fit_equilibrium_against_the_normal_equations():
+    """linregress against the least-squares slope, intercept and slope standard error
+    written out (pooled pairs of three series, one broken by a NaN)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    series = [rng.normal(size=40).cumsum() * 0.1 for _ in range(3)]
+    series[0][7] = np.nan
+    x = np.concatenate([s[:-1] for s in series])
+    y = np.concatenate([np.diff(s) for s in series])
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = x.size
+    sxx = np.sum((x - x.mean()) ** 2)
+    b = np.sum((x - x.mean()) * (y - y.mean())) / sxx
+    a = y.mean() - b * x.mean()
+    se = math.sqrt(np.sum((y - a - b * x) ** 2) / (n - 2) / sxx)
+    t = stats.t.ppf(0.975, n - 2)
+    fit = drift.fit_equilibrium(series)
+    assert fit.n == n and fit.a == pytest.approx(a) and fit.b == pytest.approx(b)
+    assert fit.b_ci == pytest.approx((b - t * se, b + t * se))
+    assert fit.d_star == pytest.approx(-a / b)
 
 
 def test_fit_equilibrium_no_restoring_force():

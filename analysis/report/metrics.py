@@ -22,6 +22,7 @@ __all__ = ["bin_series", "drift_section", "influence_section", "tipping_section"
 MIN_EARLY_WARNING = 40  # points in the series (rolling window = half of it)
 MAX_EARLY_WARNING = 300  # longer series are averaged into this many bins (tau is O(n^2))
 MIN_CHANGE_POINT = 10
+MAX_CHANGE_POINT = 300  # longer series are binned: each permutation's search is O(n^2)
 MIN_DRIFT_FIT = 20  # rounds needed for a sliding-window drift series and its D* fit
 MAX_NETWORK_DRAW = 2000  # edges: a larger interaction graph is tabulated, not drawn
 
@@ -43,10 +44,12 @@ def tipping_section(rep: Report, sec: Section, series: pd.Series, label: str) ->
 
     n = len(series)
     if n >= MIN_CHANGE_POINT:
-        cp = guarded(rep, sec, "change point", lambda: tipping.change_point(series))
+        binned, cp_width = bin_series(series, MAX_CHANGE_POINT)
+        cp = guarded(rep, sec, "change point", lambda: tipping.change_point(binned))
         if cp is not None:
+            per = f" (on bins of {cp_width} rounds)" if cp_width > 1 else ""
             sec.notes.append(
-                f"change point of the {label}: at {cp.round} (95% CI of the position "
+                f"change point of the {label}{per}: at {cp.round} (95% CI of the position "
                 f"{cp.ci[0]}..{cp.ci[1]}), mean {cp.before:.3g} before, {cp.after:.3g} after, "
                 f"permutation p = {cp.p_value:.3g}"
             )
@@ -72,8 +75,8 @@ def tipping_section(rep: Report, sec: Section, series: pd.Series, label: str) ->
     if ew is None:
         return
     sec.notes.append(
-        "early-warning indicators (rolling window "
-        f"{ew.window}, Gaussian detrending bandwidth {ew.bandwidth:.3g}); p-values from "
+        f"early-warning indicators (rolling window {ew.window}, Gaussian detrending in the "
+        f"{ew.detrend} convention, bandwidth {ew.bandwidth:.3g}); p-values from "
         f"{ew.n_surrogates} AR(1) and phase-randomised surrogates. Indicators, not a verdict."
     )
     rep.table(sec, "early_warning", f"Early-warning indicators of the {label}", ew.table)
