@@ -175,7 +175,8 @@ class Engine:
             llm = self.llm[s.group]
             self._is_llm.append(llm is not None)
             self._policy.append(llm if llm is not None else self.scripted(s.spec))
-        self._act = [
+        # Scripted slots' act, bound once (LLM slots: None, never called on this path).
+        self._act: list[Any] = [
             None if llm else p.act for p, llm in zip(self._policy, self._is_llm, strict=True)
         ]
         self._roster = [display_name(s.agent_id) for s in self.slots]
