@@ -21,6 +21,10 @@ class ChatRequest:
     `json_schema`, when set, asks the backend to constrain the reply to that schema
     (vLLM structured outputs, llama.cpp grammars, OpenAI `response_format`).
     `logprobs`, when set, asks for that many top log-probabilities per token.
+    `choice`, when set, asks the backend to constrain the whole reply to exactly one of
+    these strings (a bare label, no JSON: llama.cpp grammars, vLLM structured outputs'
+    `choice`); it takes precedence over `json_schema`. It is recorded with the sampling
+    parameters only when set, so requests without it keep their replay keys and seeds.
     """
 
     messages: list[dict[str, str]]
@@ -31,17 +35,26 @@ class ChatRequest:
     logprobs: int | None = None
     top_p: float = 1.0
     stop: list[str] | None = None
+    choice: tuple[str, ...] | None = None
     # Free-form tags that travel with the request into the record (agent, round, purpose).
     tags: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, messages: list[dict[str, str]], params: dict[str, Any]) -> ChatRequest:
         """Rebuild a request from its messages and `params()`, as the run store records them."""
-        return cls(messages=messages, **{k: params[k] for k in _PARAM_FIELDS if k in params})
+        choice = params.get("choice")
+        return cls(
+            messages=messages,
+            choice=tuple(choice) if choice else None,
+            **{k: params[k] for k in _PARAM_FIELDS if k in params},
+        )
 
     def params(self) -> dict[str, Any]:
         """Sampling parameters as recorded in the run store, in `_PARAM_FIELDS` order."""
-        return {k: getattr(self, k) for k in _PARAM_FIELDS}
+        out = {k: getattr(self, k) for k in _PARAM_FIELDS}
+        if self.choice is not None:
+            out["choice"] = list(self.choice)
+        return out
 
 
 @dataclass(slots=True)

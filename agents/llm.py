@@ -66,9 +66,25 @@ def enum_parser(field: str, options: list[str]) -> Callable[[str], str]:
     return parse
 
 
+def choice_parser(options: list[str]) -> Callable[[str], str]:
+    """Parser of a bare-label reply (a `ChatRequest.choice` answer): the reply is one of
+    `options`, tolerant of case, surrounding quotes, punctuation and an 'Option ' prefix."""
+    lookup = {o.lower(): o for o in options}
+
+    def parse(text: str) -> str:
+        key = text.strip().strip("\"'`.:;,!*").strip().lower()
+        key = key.removeprefix("option").strip()
+        if key not in lookup:
+            raise InvalidReply(f"{text.strip()[:40]!r} is not one of {options}")
+        return lookup[key]
+
+    return parse
+
+
 def spec_parser(spec: ActionSpec) -> Callable[[str], Any]:
-    """Parser of ``{spec.field: value}`` checked by the turn's own spec (a numeric string
-    is accepted for a `Number`), so the reply and the game agree on what is legal."""
+    """Parser of ``{spec.field: value}`` checked by the turn's own spec, so the reply and
+    the game agree on what is legal. A `Number` may come as a numeric string: that is how
+    `games.protocol.number_schema` bounds a range it does not enumerate ("12.5")."""
     field = spec.field
 
     def parse(text: str) -> Any:
@@ -110,9 +126,12 @@ def ask(
     parse: Callable[[str], Any],
     prompts: Prompts,
     field: str,
+    repair: str = "repair",
 ) -> Ask[Asked]:
     """Ask once; on an invalid reply ask once more with a repair message; never raise.
 
+    ``repair`` names the repair template; it may use ``{problem}``, ``{schema}`` (the
+    request's JSON schema) and ``{options}`` (a choice request's options, "J or F").
     Marks each reply with what it parsed to, so the runtime records it.
     """
     reply = yield request
@@ -127,7 +146,10 @@ def ask(
         {
             "role": "user",
             "content": prompts.render(
-                "repair", problem=problem, schema=json.dumps(request.json_schema)
+                repair,
+                problem=problem,
+                schema=json.dumps(request.json_schema),
+                options=" or ".join(request.choice or ()),
             ),
         },
     ]

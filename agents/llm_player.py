@@ -1,12 +1,29 @@
-"""An LLM player of repeated 2x2 games (the prompt of protocols §2)."""
+"""An LLM player of repeated 2x2 games, after Akata et al., "Playing repeated games with
+Large Language Models" (2023, arXiv 2305.16867).
+
+The prompt states the rules with every payoff, then the match's history, then asks for
+this round's choice. The protocol options of the authors' published code sit beside the
+defaults:
+
+* ``prompt_format``: ``"system_user"`` (rules as the system message, history and
+  question as the user message; the default) or ``"single_message"`` (rules, history and
+  question in one user message, as the authors prompted);
+* ``answer``: ``"json"`` (a JSON object ``{"choice": label}``, schema-constrained; the
+  default) or ``"label"`` (the question ends in "A: Option" and the reply is the option's
+  label alone, constrained by the backend to the labels: the paper's one-token answer);
+* ``shuffle``: what the shown option order (``RepeatedObservation.order``, shuffled per
+  round by the game's ``shuffle_options``) reorders: ``"options"`` (the rules and the
+  question; the default) or ``"question"`` (only the final question, the rules keep
+  their fixed order, as in the authors' code).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from agents.chat import ChatRequest
-from agents.llm import Ask, Asked, ask, enum_parser, enum_schema
+from agents.llm import Ask, Asked, ask, choice_parser, enum_parser, enum_schema
 from agents.prompts import Prompts
 from games.observation import RepeatedObservation
 from games.protocol import Answer, Turn
@@ -37,18 +54,37 @@ class LLMPlayer:
         persona: str | None = None,
         memory: int | None = None,
         predict_first: bool = False,
+        prompt_format: Literal["system_user", "single_message"] = "system_user",
+        answer: Literal["json", "label"] = "json",
+        shuffle: Literal["options", "question"] = "options",
     ) -> None:
+        for name, value, allowed in (
+            ("prompt_format", prompt_format, ("system_user", "single_message")),
+            ("answer", answer, ("json", "label")),
+            ("shuffle", shuffle, ("options", "question")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
         self.prompts = prompts
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.persona = persona
         self.memory = memory
         self.predict_first = predict_first
+        self.prompt_format = prompt_format
+        self.answer_mode = answer
+        self.shuffle = shuffle
+
+    def rules_order(self, obs: RepeatedObservation) -> tuple[int, int]:
+        """The order the rules list the options in: the shown order, or the fixed one
+        when only the question is shuffled."""
+        return (0, 1) if self.shuffle == "question" else obs.order
 
     def system_prompt(self, obs: RepeatedObservation) -> str:
-        """The rules with every payoff, options listed in the shown order."""
+        """The rules with every payoff, options listed in the rules' order."""
         labels = obs.labels
-        first, second = (labels[i] for i in obs.order)
+        order = self.rules_order(obs)
+        first, second = (labels[i] for i in order)
         rules = "\n".join(
             self.prompts.render(
                 "repeated.rule",
@@ -57,8 +93,8 @@ class LLMPlayer:
                 my_points=_points(obs.payoff(a, b)[0]),
                 their_points=_points(obs.payoff(a, b)[1]),
             )
-            for a in obs.order
-            for b in obs.order
+            for a in order
+            for b in order
         )
         length = self.prompts.render("repeated.length", rounds=obs.rounds) if obs.rounds else ""
         persona = self.prompts.render("persona", persona=self.persona) if self.persona else ""
@@ -96,38 +132,50 @@ class LLMPlayer:
         labels = list(obs.labels)
         first, second = (obs.labels[i] for i in obs.order)
         shown = [first, second]
-        system = {"role": "system", "content": self.system_prompt(obs)}
+        label = self.answer_mode == "label"
+        suffix = "_label" if label else ""
         history = self.history(obs)
         prefix = f"{history}\n" if history else ""
+
+        def opening(question: str) -> list[dict[str, str]]:
+            rules = self.system_prompt(obs)
+            if self.prompt_format == "single_message":
+                return [{"role": "user", "content": f"{rules}\n{prefix}{question}"}]
+            return [
+                {"role": "system", "content": rules},
+                {"role": "user", "content": prefix + question},
+            ]
+
         prediction = None
         messages = None
         if self.predict_first:
             question = self.prompts.render(
-                "repeated.predict", round=obs.round, first=first, second=second
+                f"repeated.predict{suffix}", round=obs.round, first=first, second=second
             )
-            first_messages = [system, {"role": "user", "content": prefix + question}]
+            first_messages = opening(question)
             asked = yield from self._ask(
                 first_messages, "prediction", shown, labels, tags, "predict"
             )
             if asked.valid:
                 prediction = labels.index(asked.value)
                 follow = self.prompts.render(
-                    "repeated.after_predict",
+                    f"repeated.after_predict{suffix}",
                     prediction=asked.value,
                     round=obs.round,
                     first=first,
                     second=second,
                 )
+                said = asked.value if label else f'{{"prediction": "{asked.value}"}}'
                 messages = [
                     *first_messages,
-                    {"role": "assistant", "content": f'{{"prediction": "{asked.value}"}}'},
+                    {"role": "assistant", "content": said},
                     {"role": "user", "content": follow},
                 ]
         if messages is None:  # no prediction asked, or it was invalid: ask directly
             question = self.prompts.render(
-                "repeated.question", round=obs.round, first=first, second=second
+                f"repeated.question{suffix}", round=obs.round, first=first, second=second
             )
-            messages = [system, {"role": "user", "content": prefix + question}]
+            messages = opening(question)
         asked = yield from self._ask(messages, "choice", shown, labels, tags, "move")
         move = labels.index(asked.value) if asked.valid else None
         return MoveOutcome(move, asked.valid, prediction)
@@ -148,6 +196,16 @@ class LLMPlayer:
         tags: dict,
         purpose: str,
     ) -> Ask[Asked]:
+        if self.answer_mode == "label":
+            return (
+                yield from ask(
+                    self._request(messages, field, shown, tags, purpose),
+                    choice_parser(labels),
+                    self.prompts,
+                    field,
+                    repair="repeated.repair_label",
+                )
+            )
         return (
             yield from ask(
                 self._request(messages, field, shown, tags, purpose),
@@ -160,6 +218,14 @@ class LLMPlayer:
     def _request(
         self, messages: list, field: str, shown: list[str], tags: dict, purpose: str
     ) -> ChatRequest:
+        if self.answer_mode == "label":  # the bare label, constrained by the backend
+            return ChatRequest(
+                messages=messages,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                choice=tuple(shown),
+                tags={**tags, "purpose": purpose},
+            )
         return ChatRequest(
             messages=messages,
             temperature=self.temperature,

@@ -23,7 +23,9 @@ __all__ = [
     "conditional_cooperation",
     "forgiveness_retaliation",
     "payoff_matrix",
+    "stage_games",
     "score_vs_max",
+    "NORMALISATIONS",
     "agent_scores",
     "strategy_scores",
     "gini",
@@ -41,20 +43,63 @@ By = str | Sequence[str] | None
 # -- 2x2 games ---------------------------------------------------------------------------
 
 
+def stage_games(obj: Any) -> pd.DataFrame:
+    """The stage games of a run that sweeps a game set (``game.game_set``).
+
+    One row per stage game: ``game`` (the step's game number in ``rounds``), ``stage``
+    (the stage game's name, e.g. ``rg_3142_3412``), ``family`` and ``payoffs`` (the
+    bimatrix as nested lists), with ``run`` for a RunSet. Empty for a run that plays one
+    stage game.
+    """
+    games = getattr(obj, "game", None)
+    labels = getattr(obj, "labels", None)
+    if isinstance(games, dict) and labels and all(lab in games for lab in labels):
+        per_run = [(lab, games[lab]) for lab in labels]  # a RunSet: resolved game per run
+    else:
+        per_run = [(None, games)]
+    rows = []
+    for lab, game in per_run:
+        if not isinstance(game, dict) or not isinstance(game.get("games"), list):
+            continue
+        for k, g in enumerate(game["games"]):
+            row = {
+                "game": int(g.get("game", k)),
+                "stage": g.get("name"),
+                "family": g.get("family"),
+                "payoffs": g.get("payoffs"),
+            }
+            rows.append({"run": lab, **row} if lab is not None else row)
+    cols = [*(["run"] if labels else []), "game", "stage", "family", "payoffs"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _with_game(df: pd.DataFrame, obj: Any) -> pd.DataFrame:
+    """``df`` with each round's ``game`` number from ``rounds`` (when the object has it)."""
+    rounds = getattr(obj, "rounds", None)
+    if "game" not in df.columns and isinstance(rounds, pd.DataFrame) and not rounds.empty:
+        on = [c for c in ("run", "round") if c in df.columns and c in rounds.columns]
+        df = df.merge(rounds[[*on, "game"]], on=on, how="left")
+    return df
+
+
 def moves(obj: Any) -> pd.DataFrame:
     """The 2x2 move decisions with a boolean ``coop`` column (action 'C' = option 0).
 
     With a Run, the ``game`` number of each round (from ``rounds``) is added so that
-    "previous move" never reaches back into an earlier match of the same pair.
+    "previous move" never reaches back into an earlier match of the same pair; a run
+    that sweeps a game set also gets each move's ``stage`` game and its ``family`` (see
+    :func:`stage_games`), so ``cooperation_rate(run, by="family")`` works.
     """
     d = frame(obj, "decisions")
     m = d[d["kind"] == "move"] if "kind" in d.columns else d
     m = m.copy()
     m["coop"] = (m["action"] == "C").to_numpy(dtype=bool)
-    rounds = getattr(obj, "rounds", None)
-    if "game" not in m.columns and isinstance(rounds, pd.DataFrame) and not rounds.empty:
-        on = [c for c in ("run", "round") if c in m.columns and c in rounds.columns]
-        m = m.merge(rounds[[*on, "game"]], on=on, how="left")
+    m = _with_game(m, obj)
+    if not isinstance(obj, pd.DataFrame):
+        stages = stage_games(obj)
+        if len(stages) and "game" in m.columns:
+            on = [c for c in ("run", "game") if c in stages.columns and c in m.columns]
+            m = m.merge(stages[[*on, "stage", "family"]], on=on, how="left")
     return m
 
 
@@ -183,6 +228,11 @@ def payoff_matrix(source: Any) -> np.ndarray:
         game = getattr(source, "game", None)
         if isinstance(game, dict) and game.get("payoffs") is not None:
             return payoff_matrix(game["payoffs"])
+        if isinstance(game, dict) and isinstance(game.get("games"), list):
+            raise ValueError(
+                f"the run sweeps {len(game['games'])} stage games (game.game_set): "
+                "one payoff matrix per game, see cooperation.stage_games"
+            )
         source = source.scenario
     if isinstance(source, dict):
         game = source.get("game", source)
@@ -239,18 +289,36 @@ def _own(M: np.ndarray, role: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.nd
     return np.where(role == 0, M[a, b, 0], M[b, a, 1])
 
 
-def score_vs_max(
-    obj: Any, payoffs: Any = None, by: By = ("agent_id", "partner_id")
-) -> pd.DataFrame:
-    """Points won / maximum achievable against the partner's actual moves (protocols §2).
+NORMALISATIONS = ("partner", "game_max")
 
-    The maximum is ``sum_t max_a u(a, b_t)`` where ``b_t`` is the move the partner actually
-    played (after noise, from ``payoff`` events when present, else its decision). Points
-    won are the recorded payoffs, or computed from the matrix. In an asymmetric game the
-    agent's role (row or column player) is inferred per pair as the one that explains the
-    recorded payoffs; without payoffs the lower agent id is taken as the row player.
+
+def score_vs_max(
+    obj: Any,
+    payoffs: Any = None,
+    by: By = ("agent_id", "partner_id"),
+    normalisation: str = "partner",
+) -> pd.DataFrame:
+    """Points won over a maximum, per ``by`` (Akata et al. 2023, arXiv 2305.16867).
+
+    ``normalisation`` says which maximum, the two definitions of the paper:
+
+    * ``"partner"`` (the paper's text, the default): the most points achievable against
+      the partner's actual moves, ``sum_t max_a u(a, b_t)`` where ``b_t`` is the move the
+      partner played (after noise, from ``payoff`` events when present, else its
+      decision);
+    * ``"game_max"`` (the authors' published code): the largest payoff of the stage game
+      (either player's) times the rounds played.
+
+    Points won are the recorded payoffs, or computed from the matrix. In an asymmetric
+    game the agent's role (row or column player) is inferred per pair as the one that
+    explains the recorded payoffs; without payoffs the lower agent id is taken as the row
+    player. A run that sweeps a game set is scored stage game by stage game, each with
+    its own payoffs (``by`` may then name ``stage`` or ``family``).
     """
-    M = payoff_matrix(payoffs if payoffs is not None else obj)
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(
+            f"normalisation: expected one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
+        )
     ev = getattr(obj, "events", None)
     run: list[str]
     if isinstance(ev, pd.DataFrame) and (ev["kind"] == "payoff").any():
@@ -271,6 +339,28 @@ def score_vs_max(
         columns={"agent_id": "partner_id", "partner_id": "agent_id", "a": "b"}
     )
     p = p.merge(rev, on=[*run, "round", "agent_id", "partner_id"], how="inner")
+    stages = stage_games(obj) if payoffs is None and not isinstance(obj, pd.DataFrame) else None
+    if stages is not None and len(stages):
+        p = p.drop(columns=["stage", "family"], errors="ignore")
+        p = _with_game(p, obj)
+        on = [c for c in ("run", "game") if c in stages.columns]
+        p = p.merge(stages[[*on, "stage", "family", "payoffs"]], on=on, how="inner")
+        parts = [
+            _scored(sub, payoff_matrix(sub["payoffs"].iloc[0]), run, normalisation)
+            for _, sub in p.groupby([*on], observed=True, sort=True)
+        ]
+        p = pd.concat(parts, ignore_index=True).drop(columns=["payoffs"])
+    else:
+        M = payoff_matrix(payoffs if payoffs is not None else obj)
+        p = _scored(p, M, run, normalisation)
+    keys = group_keys(p, by)
+    out = p.groupby(keys, observed=True)[["won", "max_achievable"]].sum().reset_index()
+    out["score"] = out["won"] / out["max_achievable"].replace(0, np.nan)
+    return out
+
+
+def _scored(p: pd.DataFrame, M: np.ndarray, run: list[str], normalisation: str) -> pd.DataFrame:
+    """Moves of one stage game with ``won`` and ``max_achievable`` per move."""
     a, b = p["a"].to_numpy(), p["b"].to_numpy()
     pair = [*run, "agent_id", "partner_id"]
     if np.allclose(M[:, :, 0], M[:, :, 1].T):
@@ -286,12 +376,11 @@ def score_vs_max(
             role = r.reindex(pd.MultiIndex.from_frame(p[pair])).to_numpy()
     won = p["won"].to_numpy()
     won = np.where(np.isnan(won), _own(M, role, a, b), won)
-    best = np.maximum(_own(M, role, np.zeros_like(b), b), _own(M, role, np.ones_like(b), b))
-    p = p.assign(won=won, max_achievable=best)
-    keys = group_keys(p, by)
-    out = p.groupby(keys, observed=True)[["won", "max_achievable"]].sum().reset_index()
-    out["score"] = out["won"] / out["max_achievable"].replace(0, np.nan)
-    return out
+    if normalisation == "game_max":
+        best = np.full(len(p), float(M.max()))
+    else:
+        best = np.maximum(_own(M, role, np.zeros_like(b), b), _own(M, role, np.ones_like(b), b))
+    return p.assign(won=won, max_achievable=best)
 
 
 # -- scores -------------------------------------------------------------------------------

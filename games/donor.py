@@ -39,6 +39,7 @@ __all__ = [
     "clamp_action",
     "make_schedule",
     "max_rounds",
+    "reverse_schedule",
     "validate_action",
 ]
 
@@ -70,13 +71,31 @@ class DonorRules:
         punishment_fine: units removed from the recipient per ``punishment_cost`` spent; a
             donor spending ``x`` removes ``punishment_fine / punishment_cost * x`` (paper 1:2).
         no_repeat: which pairs may not repeat within a game, see below.
+        schedule: which pairing schedule is played: ``"text"`` (the paper's text, the
+            default) or ``"code"`` (the authors' published notebook), see below.
 
-    Pairing (unverified): the protocol says each round the ``n`` agents form ``n/2``
-    donor→recipient pairs, whoever was a donor in round r is a recipient in round r+1, and
-    nobody meets the same partner twice. Role alternation alone splits the population into
-    two fixed halves that donate in alternate rounds, so every partner comes from the other
-    half: an agent has only ``n/2`` possible partners, and with 12 agents and 12 rounds never
-    meeting the same *unordered* partner twice is impossible. Hence the default,
+    Two schedules (protocols §1). ``schedule="text"`` follows the paper's text (Vallinder
+    & Hughes, arXiv 2412.10270, section 3): a fresh random pairing every round, roles
+    alternating, no partner met twice (as read below). ``schedule="code"`` follows the
+    authors' published notebook: the population is split into two halves at random, and
+    every pair from opposite halves meets twice per game, once in each direction, ``n/2``
+    rounds apart; within the first ``n/2`` rounds the donating half alternates, and round
+    ``r + n/2`` replays round ``r``'s pairs reversed, so with 12 agents the same half
+    donates in rounds 6 and 7. A generation's second game replays the first game's pairs
+    reversed (``DonorPlay``). With everyone giving everything the mean final resources of
+    a game are 30,720 under the text's schedule and 15,360 under the code's (round 7's
+    donors gave everything in round 6 and hold nothing). The code's schedule never repeats
+    an ordered pair within a game, so it satisfies ``no_repeat="ordered"`` (``rounds <= n``;
+    fewer rounds play its first ``rounds`` rounds); it repeats every unordered pair, so
+    ``no_repeat="unordered"`` with it is an error.
+
+    Pairing of the text's schedule (unverified): the protocol says each round the ``n``
+    agents form ``n/2`` donor→recipient pairs, whoever was a donor in round r is a
+    recipient in round r+1, and nobody meets the same partner twice. Role alternation
+    alone splits the population into two fixed halves that donate in alternate rounds, so
+    every partner comes from the other half: an agent has only ``n/2`` possible partners,
+    and with 12 agents and 12 rounds never meeting the same *unordered* partner twice is
+    impossible. Hence the default,
     ``no_repeat="ordered"``: no ordered (donor, recipient) pair repeats within a game, which
     is feasible while ``rounds <= n``. With ``no_repeat="unordered"`` unordered pairs never
     repeat, which needs ``rounds <= n/2``; ``make_schedule`` raises ``ValueError`` otherwise.
@@ -92,6 +111,7 @@ class DonorRules:
     punishment_cost: float = 1.0
     punishment_fine: float = 2.0
     no_repeat: Literal["ordered", "unordered"] = "ordered"
+    schedule: Literal["text", "code"] = "text"
 
     def __post_init__(self) -> None:
         def real(name: str, *, positive: bool = False) -> None:
@@ -117,6 +137,13 @@ class DonorRules:
         if self.no_repeat not in ("ordered", "unordered"):
             raise ValueError(
                 f"DonorRules.no_repeat must be 'ordered' or 'unordered', got {self.no_repeat!r}"
+            )
+        if self.schedule not in ("text", "code"):
+            raise ValueError(f"DonorRules.schedule must be 'text' or 'code', got {self.schedule!r}")
+        if self.schedule == "code" and self.no_repeat == "unordered":
+            raise ValueError(
+                "DonorRules.no_repeat='unordered' is impossible with schedule='code': the "
+                "code's schedule meets every opposite-half pair twice per game, once each way"
             )
 
     @property
@@ -186,9 +213,13 @@ def make_schedule(
 ) -> list[list[tuple[int, int]]]:
     """The pairing of every round: ``schedule[r]`` lists round r's (donor, recipient) pairs.
 
-    Guarantees: ``n`` is even; every agent is in exactly one pair per round; round r+1's
-    donors are exactly round r's recipients; no pair repeats as ``rules.no_repeat`` says
-    (see ``DonorRules``). Pairs within a round are sorted by donor.
+    ``rules.schedule`` picks the construction: the text's (below) or the code's
+    (``_code_schedule``; see ``DonorRules``). Both: ``n`` even, every agent in exactly one
+    pair per round, no ordered pair twice, pairs within a round sorted by donor.
+
+    The text's schedule guarantees: ``n`` is even; every agent is in exactly one pair per
+    round; round r+1's donors are exactly round r's recipients; no pair repeats as
+    ``rules.no_repeat`` says (see ``DonorRules``). Pairs within a round are sorted by donor.
 
     Construction: a random split into the two halves, then round by round a random
     perfect matching between the halves among the pairs still allowed. The allowed pairs
@@ -216,6 +247,8 @@ def make_schedule(
             f"no_repeat={rules.no_repeat!r} with n={n} allows at most {limit} rounds "
             f"(got rounds={rules.rounds}): {why}"
         )
+    if rules.schedule == "code":
+        return _code_schedule(n, rules.rounds, rng)
     m = n // 2
     perm = rng.permutation(n)
     halves = (perm[:m].tolist(), perm[m:].tolist())  # halves[0] donates in rounds 0, 2, ...
@@ -252,6 +285,40 @@ def make_schedule(
             pairs = [(halves[1][j], halves[0][i]) for i, j in edges]
         schedule.append(sorted(pairs))
     return schedule
+
+
+def _code_schedule(n: int, rounds: int, rng: np.random.Generator) -> list[list[tuple[int, int]]]:
+    """The published notebook's schedule (protocols §1), first ``rounds`` rounds of it.
+
+    A random split into halves A and B (``m = n/2`` each) and a random order of the ``m``
+    cyclic shifts: round ``k < m`` pairs ``A[i]`` with ``B[(i + shift[k]) % m]``, A donating
+    when ``k`` is even and B when odd, so the first ``m`` rounds meet every opposite-half
+    pair once (a 1-factorisation of K_{m,m}); round ``m + k`` is round ``k`` with every pair
+    reversed. The construction is ours from the protocol's description (halves, every
+    opposite-half pair twice per game, once each way, ``m`` rounds apart, the same half
+    donating in rounds ``m`` and ``m + 1`` when ``m`` is even). Deterministic given ``rng``.
+    """
+    m = n // 2
+    perm = rng.permutation(n)
+    a, b = perm[:m].tolist(), perm[m:].tolist()
+    shifts = rng.permutation(m).tolist()
+    first: list[list[tuple[int, int]]] = []
+    for k, s in enumerate(shifts):
+        pairs = [(a[i], b[(i + s) % m]) for i in range(m)]
+        if k % 2:
+            pairs = [(r, d) for d, r in pairs]
+        first.append(sorted(pairs))
+    return (first + reverse_schedule(first))[:rounds]
+
+
+def reverse_schedule(
+    schedule: Sequence[Sequence[tuple[int, int]]],
+) -> list[list[tuple[int, int]]]:
+    """The same rounds with every pair reversed (donor and recipient swap), sorted by donor.
+
+    The code's schedule plays a generation's second game as the first game reversed.
+    """
+    return [sorted((int(r), int(d)) for d, r in rnd) for rnd in schedule]
 
 
 def _check_schedule(
@@ -583,9 +650,11 @@ class DonationSpec(ActionSpec):
     field: str = "amount"
 
     def json_schema(self) -> dict[str, Any]:
-        props: dict[str, Any] = {
-            "amount": {"type": "number", "minimum": 0, "maximum": self.resources}
-        }
+        """The amount bounded by construction (``number_schema``: a digit pattern of the
+        amounts from 0 to ``resources`` with up to 2 decimals, and ``resources`` itself)."""
+        from games.protocol import number_schema
+
+        props: dict[str, Any] = {"amount": number_schema(0, float(self.resources))}
         if self.rules.punishment:
             props["punish"] = {"type": "boolean"}
         return object_schema(props)
@@ -609,22 +678,47 @@ class DonorPlay(Game):
     among the same ``n`` agents, resources and traces reset between games.
 
     Each step is one round of the current game: every donor of the round has a turn.
-    A donor holding nothing can only give 0: its turn is ``forced`` unless
-    ``ask_when_empty``. Fitness is each agent's final resources averaged over the games.
+    Under the text's schedule every game draws a fresh schedule; under the code's
+    (``rules.schedule == "code"``) the first game draws one and every later game replays
+    it, reversed in the odd-numbered games (the second game is the first reversed, as in
+    the authors' notebook).
+
+    Options where the paper's text and the authors' code differ (protocols §1):
+
+    - ``ask_when_empty``: a donor holding nothing can only give 0, so by default its turn
+      is ``forced`` (the LLM is not asked); the code asks it anyway (``True``).
+    - ``fitness``: ``"mean"`` (the text and the default: final resources averaged over the
+      games), ``"last_game"`` (final resources of the last game only) or
+      ``"twice_last_game"`` (the code's figure: 2 x the final resources of game 2, i.e.
+      of the last game; a bug the authors' notebook has). Rank-based selection sees the
+      same order under the last two; the scores shown to newcomers differ.
     """
 
     kind = "donor"
 
+    FITNESS = ("mean", "last_game", "twice_last_game")
+
     def __init__(
-        self, n: int, rules: DonorRules, games: int = 2, *, ask_when_empty: bool = False
+        self,
+        n: int,
+        rules: DonorRules,
+        games: int = 2,
+        *,
+        ask_when_empty: bool = False,
+        fitness: Literal["mean", "last_game", "twice_last_game"] = "mean",
     ) -> None:
+        if fitness not in self.FITNESS:
+            raise ValueError(f"DonorPlay.fitness must be one of {self.FITNESS}, got {fitness!r}")
         self.n = n
         self.rules = rules
         self.games = games
         self.ask_when_empty = ask_when_empty
+        self.fitness_rule = fitness
         self.game_no = 0
         self.game: DonorGame | None = None
         self.finals: list[list[float]] = []
+        # The code's schedule: the first game's pairing, replayed (reversed) by later games.
+        self.first_schedule: list[list[tuple[int, int]]] | None = None
 
     @property
     def done(self) -> bool:
@@ -638,7 +732,13 @@ class DonorPlay(Game):
 
     def pending(self, rng: np.random.Generator) -> list[Turn]:
         if self.game is None:
-            self.game = DonorGame(self.n, self.rules, rng)
+            replay = None
+            if self.rules.schedule == "code" and self.first_schedule is not None:
+                first = self.first_schedule
+                replay = reverse_schedule(first) if self.game_no % 2 else first
+            self.game = DonorGame(self.n, self.rules, rng, schedule=replay)
+            if self.rules.schedule == "code" and self.first_schedule is None:
+                self.first_schedule = self.game.schedule
         zero = DonorAction(0.0)
         turns = []
         for obs in self.game.pending():
@@ -697,19 +797,32 @@ class DonorPlay(Game):
 
     def fitness(self) -> dict[int, tuple[float, dict[str, Any] | None]]:
         finals = np.array(self.finals)  # games x slots
+        scale = 2.0 if self.fitness_rule == "twice_last_game" else 1.0
         return {
-            k: (float(finals[:, k].mean()), {"finals": finals[:, k].tolist()})
+            k: (
+                float(
+                    finals[:, k].mean() if self.fitness_rule == "mean" else scale * finals[-1, k]
+                ),
+                {"finals": finals[:, k].tolist()},
+            )
             for k in range(self.n)
         }
 
     def get_state(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "game_no": self.game_no,
             "game": None if self.game is None else self.game.state_dict(),
             "finals": self.finals,
         }
+        if self.first_schedule is not None:
+            state["first_schedule"] = [[list(p) for p in rnd] for rnd in self.first_schedule]
+        return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.game_no = int(state["game_no"])
         self.game = None if state["game"] is None else DonorGame.from_state(state["game"])
         self.finals = [list(map(float, f)) for f in state["finals"]]
+        first = state.get("first_schedule")
+        self.first_schedule = (
+            None if first is None else [[(int(d), int(r)) for d, r in rnd] for rnd in first]
+        )

@@ -27,13 +27,18 @@ inequalities, ordinal payoffs), gives exactly the family counts of the authors' 
 
 Game sets. :func:`game_set` names the sets a study can sweep: ``"all_144"``,
 ``"paper_136"`` (every family but ``tragic``: the games Akata et al. report on) and each
-family by name (see :func:`ordinal_families`).
+family by name (see :func:`ordinal_families`); :func:`select_games` resolves what a
+scenario's ``game.game_set`` names (sets, single games, presets; optionally a seeded
+sample).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from functools import cache
+
+import numpy as np
 
 from games.twobytwo import _CELLS, Game2x2, pareto_optimal, pure_nash_equilibria
 
@@ -191,3 +196,66 @@ def game_set(name: str) -> list[Game2x2]:
     if name in FAMILIES:
         return [g for g in _all_games() if g.family == name]
     raise ValueError(f"unknown ordinal game set {name!r}; valid names: {', '.join(GAME_SETS)}")
+
+
+def select_games(
+    names: str | Sequence[str],
+    sample: int | None = None,
+    rng: np.random.Generator | None = None,
+    per_family: bool = False,
+) -> list[Game2x2]:
+    """The stage games a sweep plays: a named set, or a list of names, optionally sampled.
+
+    ``names`` is a game-set name (see :func:`game_set`) or a list whose entries are each a
+    game-set name, one of the 144 games by name (``rg_...``) or a preset of
+    :mod:`games.twobytwo` with its default payoffs (``battle_of_the_sexes``); duplicates
+    are dropped, first occurrence kept. With ``sample``, that many games are drawn
+    without replacement with ``rng`` (that many from each family with ``per_family``; a
+    family with fewer games keeps them all) and kept in the set's order.
+
+    Raises:
+        ValueError: an unknown name, an empty list, or a sample larger than the set.
+    """
+    from games.twobytwo import PRESETS, preset
+
+    entries = [names] if isinstance(names, str) else list(names)
+    if not entries:
+        raise ValueError("the game list is empty")
+    by_name = {g.name: g for g in _all_games()}
+    chosen: dict[str, Game2x2] = {}
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ValueError(f"game names are strings, got {entry!r}")
+        if entry in GAME_SETS:
+            found = game_set(entry)
+        elif entry in by_name:
+            found = [by_name[entry]]
+        elif entry in PRESETS and entry != "custom":
+            found = [preset(entry)]
+        else:
+            raise ValueError(
+                f"unknown game {entry!r}; expected a game set ({', '.join(GAME_SETS)}), "
+                "an ordinal game name (rg_..., see games.ordinal_games()) or a preset"
+            )
+        for g in found:
+            chosen.setdefault(g.name, g)
+    games = list(chosen.values())
+    if sample is None:
+        return games
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        raise ValueError(f"sample must be a whole number >= 1, got {sample!r}")
+    if rng is None:
+        raise ValueError("sampling games needs a random generator (rng=)")
+    if per_family:
+        strata: dict[str | None, list[int]] = {}
+        for k, g in enumerate(games):
+            strata.setdefault(g.family, []).append(k)
+        keep: list[int] = []
+        for members in strata.values():  # families in order of first appearance
+            n = min(sample, len(members))
+            keep.extend(members[int(i)] for i in rng.choice(len(members), size=n, replace=False))
+        return [games[k] for k in sorted(keep)]
+    if sample > len(games):
+        raise ValueError(f"sample {sample} is larger than the {len(games)} games of the set")
+    picked = rng.choice(len(games), size=sample, replace=False)
+    return [games[k] for k in sorted(int(i) for i in picked)]

@@ -38,6 +38,8 @@ __all__ = [
     "Structured",
     "Text",
     "Turn",
+    "number_pattern",
+    "number_schema",
     "object_schema",
 ]
 
@@ -55,6 +57,206 @@ def object_schema(properties: dict[str, Any]) -> dict[str, Any]:
         "required": list(properties),
         "additionalProperties": False,
     }
+
+
+#: Integer ranges with at most this many values are enumerated in the schema (``enum``);
+#: larger ranges, and every non-integer range, are bounded by a digit pattern.
+ENUM_LIMIT = 256
+
+
+def number_schema(
+    low: float, high: float, *, integer: bool = False, decimals: int = 2
+) -> dict[str, Any]:
+    """JSON schema of one number in ``[low, high]`` that every grammar engine bounds.
+
+    Grammar engines disagree on ``minimum``/``maximum``: llama.cpp's JSON-schema grammar
+    (in-process and in llama-cpp-python's server) ignores them, xgrammar (vLLM) honours
+    them. ``enum`` and a string ``pattern`` are bounded by all of them, so the range is
+    written with those:
+
+    * an integer range of at most :data:`ENUM_LIMIT` values: ``{"type": "integer",
+      "enum": [low, ..., high]}``, the reply a JSON integer;
+    * any other range: ``{"type": "string", "pattern": ...}``, the reply a numeric string
+      such as ``"12.5"`` (:func:`number_pattern`: the multiples of ``10**-decimals`` in
+      the range, 0 decimals for integers, plus ``low`` and ``high`` themselves).
+
+    ``minimum`` and ``maximum`` are kept beside them for readers of the schema (JSON
+    Schema applies them to numbers only, so they never contradict a string reply).
+    A reply in either form is read by ``agents.llm.spec_parser`` (numeric strings are
+    accepted for numbers) and checked by the spec as before.
+
+    Bounds too large for exact decimals (``number_pattern``) keep the plain
+    ``minimum``/``maximum`` schema.
+
+    Raises:
+        ValueError: when the range is empty (or, for integers, holds no whole number).
+    """
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise ValueError(f"number_schema needs finite low <= high, got [{low}, {high}]")
+    bounds: dict[str, Any] = {"minimum": low, "maximum": high}
+    if integer:
+        first, last = math.ceil(low), math.floor(high)
+        if first > last:
+            raise ValueError(f"no whole number in [{low:g}, {high:g}]")
+        if last - first < ENUM_LIMIT:
+            return {"type": "integer", **bounds, "enum": list(range(first, last + 1))}
+        low, high, decimals = first, last, 0
+    try:
+        pattern = number_pattern(low, high, decimals)
+    except ValueError:  # astronomically large bounds: only engines that read the bounds
+        return {"type": "integer" if integer else "number", **bounds}
+    return {"type": "string", **bounds, "pattern": pattern}
+
+
+def number_pattern(low: float, high: float, decimals: int = 2) -> str:
+    """A regular expression (``^...$``) whose matches are exactly the decimal numbers in
+    ``[low, high]`` with at most ``decimals`` decimals, plus ``low`` and ``high`` written
+    as Python writes them when they have more.
+
+    Integer parts have no leading zeros ("0.5", never "00.5"), a decimal point is followed
+    by 1..``decimals`` digits, negatives start with "-". Each match parses (``float``) to
+    a value in ``[low, high]``. Only regex features that llama.cpp's pattern grammar
+    supports are used (groups, ``|``, ``[0-9]``, ``{n}``, ``?``; the decimal point as
+    ``[.]``, since llama-cpp-python's converter turns ``\\.`` into an escape that its
+    grammar parser rejects), so every engine reads it alike.
+
+    Raises:
+        ValueError: when no such number lies in the range, or the bounds are too large
+        (``|bound| * 10**decimals >= 2**52``) for floats to tell the grid's values apart.
+    """
+    if decimals < 0:
+        raise ValueError(f"decimals must be >= 0, got {decimals}")
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise ValueError(f"number_pattern needs finite low <= high, got [{low}, {high}]")
+    scale = 10**decimals
+    if max(abs(low), abs(high)) * scale >= 2**52:
+        raise ValueError(f"[{low:g}, {high:g}] is too large for {decimals} exact decimals")
+    # The grid k / scale from first to last: estimated, then corrected so that each
+    # written value, parsed back, lies in the range (float products may be off by one).
+    first, last = math.ceil(low * scale), math.floor(high * scale)
+    while float(_grid_text(first, decimals)) < low:
+        first += 1
+    while float(_grid_text(first - 1, decimals)) >= low:
+        first -= 1
+    while float(_grid_text(last, decimals)) > high:
+        last -= 1
+    while float(_grid_text(last + 1, decimals)) <= high:
+        last += 1
+    alts: list[str] = []
+    if first <= min(last, -1):  # negative part: "-" then the magnitudes
+        alts.append("-" + _group(_scaled(max(-last, 1), -first, decimals)))
+    if max(first, 0) <= last:
+        alts.extend(_scaled(max(first, 0), last, decimals))
+    for edge in dict.fromkeys((low, high)):  # an edge off the grid (13.335) is legal too
+        text = repr(float(edge))
+        if "e" not in text and "n" not in text and not _on_grid(text, decimals):
+            alts.append(text.replace(".", "[.]"))
+    if not alts:
+        raise ValueError(f"no number with {decimals} decimals in [{low:g}, {high:g}]")
+    return "^" + _group(alts) + "$"
+
+
+def _grid_text(k: int, decimals: int) -> str:
+    """k / 10**decimals written with ``decimals`` decimals."""
+    sign, k = ("-", -k) if k < 0 else ("", k)
+    if decimals == 0:
+        return f"{sign}{k}"
+    whole, frac = divmod(k, 10**decimals)
+    return f"{sign}{whole}.{frac:0{decimals}d}"
+
+
+def _on_grid(text: str, decimals: int) -> bool:
+    """Whether a number written as ``text`` has at most ``decimals`` decimals."""
+    frac = text.partition(".")[2].rstrip("0")
+    return len(frac) <= decimals
+
+
+def _group(alts: Sequence[str]) -> str:
+    return alts[0] if len(alts) == 1 else "(" + "|".join(alts) + ")"
+
+
+def _digit(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"[{lo}-{hi}]"
+
+
+def _any_digits(n: int) -> str:
+    return "" if n == 0 else "[0-9]" if n == 1 else f"[0-9]{{{n}}}"
+
+
+def _fixed(lo: str, hi: str) -> list[str]:
+    """Alternatives matching the digit strings of len(lo) == len(hi) from lo to hi."""
+    if lo == hi:
+        return [lo]
+    if len(lo) == 1:
+        return [_digit(int(lo), int(hi))]
+    if lo[0] == hi[0]:
+        return [lo[0] + _group(_fixed(lo[1:], hi[1:]))]
+    rest = len(lo) - 1
+    out: list[str] = []
+    start, end = int(lo[0]), int(hi[0])
+    if lo[1:] != "0" * rest:
+        out.append(lo[0] + _group(_fixed(lo[1:], "9" * rest)))
+        start += 1
+    tail = None
+    if hi[1:] != "9" * rest:
+        tail = hi[0] + _group(_fixed("0" * rest, hi[1:]))
+        end -= 1
+    if start <= end:
+        out.append(_digit(start, end) + _any_digits(rest))
+    if tail is not None:
+        out.append(tail)
+    return out
+
+
+def _integers(a: int, b: int) -> list[str]:
+    """Alternatives matching the integers a..b (0 <= a <= b) written without leading zeros."""
+    out: list[str] = []
+    for width in range(len(str(a)), len(str(b)) + 1):
+        lo = max(a, 10 ** (width - 1) if width > 1 else 0)
+        hi = min(b, 10**width - 1)
+        if lo <= hi:
+            out.extend(_fixed(str(lo), str(hi)))
+    return out
+
+
+def _fractions(lo: int, hi: int, decimals: int) -> list[str]:
+    """Alternatives matching 1..decimals fraction digits whose value, padded with zeros to
+    ``decimals`` digits, lies in lo..hi."""
+    out: list[str] = []
+    for width in range(1, decimals + 1):
+        step = 10 ** (decimals - width)
+        a, b = -(-lo // step), hi // step
+        if a <= b:
+            out.extend(_fixed(str(a).zfill(width), str(b).zfill(width)))
+    return out
+
+
+def _scaled(a: int, b: int, decimals: int) -> list[str]:
+    """Alternatives matching k / 10**decimals for the integers k in a..b (0 <= a <= b)."""
+    if decimals == 0:
+        return _integers(a, b)
+    scale = 10**decimals
+    (ia, fa), (ib, fb) = divmod(a, scale), divmod(b, scale)
+
+    def piece(i_lo: int, i_hi: int, f_lo: int, f_hi: int) -> str:
+        whole = _group(_integers(i_lo, i_hi))
+        frac = "[.]" + _group(_fractions(f_lo, f_hi, decimals))
+        return whole + (f"({frac})?" if f_lo == 0 else frac)
+
+    if ia == ib:
+        return [piece(ia, ia, fa, fb)]
+    out: list[str] = []
+    full_lo, full_hi = ia, ib
+    if fa > 0:
+        out.append(piece(ia, ia, fa, scale - 1))
+        full_lo += 1
+    if fb < scale - 1:
+        full_hi -= 1
+    if full_lo <= full_hi:
+        out.append(piece(full_lo, full_hi, 0, scale - 1))
+    if fb < scale - 1:
+        out.append(piece(ib, ib, 0, fb))
+    return out
 
 
 class ActionSpec(ABC):
@@ -122,23 +324,27 @@ class Choice(ActionSpec):
 class Number(ActionSpec):
     """A number in ``[low, high]``; ``integer`` restricts it to whole numbers.
 
-    The bounds go into the JSON schema (``minimum``/``maximum``) so that backends that
-    honour them constrain the reply itself; :meth:`legalize` clamps a scripted policy's
-    out-of-range value and reports the change.
+    The JSON schema bounds the reply by construction (:func:`number_schema`: the legal
+    integers enumerated, or a digit pattern of the numbers with at most ``decimals``
+    decimals), so a grammar-constrained backend cannot decode a number out of range;
+    :meth:`check` accepts any value in range (a scripted policy's 0.125 included);
+    :meth:`legalize` clamps a scripted policy's out-of-range value and reports the change.
     """
 
     low: float
     high: float
     integer: bool = False
     field: str = "amount"
+    decimals: int = 2
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low > self.high:
             raise ValueError(f"Number needs finite low <= high, got [{self.low}, {self.high}]")
 
     def json_schema(self) -> dict[str, Any]:
-        kind = "integer" if self.integer else "number"
-        return self._object({"type": kind, "minimum": self.low, "maximum": self.high})
+        return self._object(
+            number_schema(self.low, self.high, integer=self.integer, decimals=self.decimals)
+        )
 
     def check(self, value: Any) -> float | int:
         if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):

@@ -121,6 +121,18 @@ def test_schema_batch(backend):
     assert sum(r.latency_s for r in replies) == pytest.approx(wall, rel=0.2)
 
 
+def test_choice_batch(backend):
+    """A `choice` request is answered with exactly one option, even when sampled hot."""
+    requests = [
+        ChatRequest(messages=_game(i), max_tokens=4, temperature=1.5, seed=i, choice=("J", "F"))
+        for i in range(4)
+    ]
+    replies = backend.generate(requests)
+    assert [r.error for r in replies] == [None] * 4
+    assert {r.text for r in replies} <= {"J", "F"}
+    assert all(r.completion_tokens <= 2 for r in replies)
+
+
 def test_logprobs_batch(backend):
     requests = [
         ChatRequest(messages=_game(i), max_tokens=6, temperature=0.0, logprobs=3) for i in range(2)
@@ -241,6 +253,13 @@ def test_one_call_per_batch_and_params():
     p = b._params(reqs[0])
     assert p.structured_outputs.json == SCHEMA and p.stop == ["\n"] and p.seed is not None
     assert b._params(reqs[0]).seed == p.seed  # derived seeds are stable
+
+
+def test_choice_requests_use_structured_choice():
+    b = _stub_backend(_StubLLM())
+    r = ChatRequest(messages=_msg("J or F?"), choice=("J", "F"), json_schema=SCHEMA)
+    p = b._params(r)
+    assert p.structured_outputs.choice == ["J", "F"] and p.structured_outputs.json is None
 
 
 def test_bad_request_fails_alone():

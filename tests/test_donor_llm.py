@@ -69,3 +69,33 @@ def test_reduced_donor_run_on_embedded_model(tmp_path, embedded_gguf):
         f"strategy invalid rate {bad_strat:.1%}"
     )
     print(render(tmp_path / "run"))
+
+
+def test_free_text_replies_on_embedded_model(tmp_path, embedded_gguf):
+    """The authors' choices (scenarios/donor_game_code.yaml) on the real model: free-text
+    "Justification/Answer" replies are read or recorded invalid with the fallback."""
+    pytest.importorskip("llama_cpp")
+    sc = load_scenario(
+        "scenarios/donor_game_code.yaml",
+        [
+            "population.groups.llm.count=4",
+            "evolution.generations=1",
+            "game.rounds=2",
+            "game.games_per_generation=1",
+            "game.strategy_max_tokens=64",
+            "game.donation_max_tokens=64",
+        ],
+    )
+    result = start_run(sc, tmp_path / "run", quiet=True)
+    assert result.status == "finished"
+    conn = sqlite3.connect(tmp_path / "run" / "run.sqlite")
+    donations = conn.execute(
+        "SELECT value, valid, source FROM decisions WHERE kind='donate'"
+    ).fetchall()
+    assert len(donations) == 2 * 2  # rounds x donors per round, every donor asked
+    assert all((valid, source) in ((1, "llm"), (0, "fallback")) for _, valid, source in donations)
+    assert all(value == 0.0 for value, valid, _ in donations if not valid)
+    calls = conn.execute("SELECT params, purpose FROM llm_calls").fetchall()
+    assert all(json.loads(p)["json_schema"] is None for p, _ in calls)  # free text throughout
+    invalid = sum(1 for d in donations if not d[1]) / len(donations)
+    print(f"\nfree-text donor run: donation invalid rate {invalid:.1%}")

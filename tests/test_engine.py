@@ -48,7 +48,7 @@ def test_legalize_all_checks_many_values_like_legalize():
 def test_number_spec_bounds_in_schema_and_clamping():
     spec = Number(80, 200, integer=True, field="claim")
     prop = spec.json_schema()["properties"]["claim"]
-    assert prop == {"type": "integer", "minimum": 80, "maximum": 200}
+    assert prop == {"type": "integer", "minimum": 80, "maximum": 200, "enum": [*range(80, 201)]}
     assert spec.check(150) == 150 and spec.check(150.0) == 150
     with pytest.raises(IllegalAction, match="outside"):
         spec.check(201)

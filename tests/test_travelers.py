@@ -170,6 +170,7 @@ def test_game_state_round_trips_as_json():
         "type": "integer",
         "minimum": 80,
         "maximum": 200,
+        "enum": list(range(80, 201)),
     }
     assert turns[0].fallback == 200
     events = game.apply(turns, [100, 150, 200, 200, 80, 90], rng)
@@ -305,6 +306,7 @@ def test_llm_claims_through_the_fake_backend(tmp_path):
         "type": "integer",
         "minimum": 80,
         "maximum": 200,
+        "enum": list(range(80, 201)),
     }
     system = req.messages[0]["content"]
     assert "from 80 to 200" in system and "5 points more" in system and "3 rounds" in system

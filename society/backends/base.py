@@ -26,6 +26,22 @@ def derived_seed(request: ChatRequest) -> int:
     return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:4], "little")
 
 
+def choice_grammar(options: Sequence[str]) -> str:
+    """A GBNF grammar (llama.cpp) whose only sentences are the given strings.
+
+    Used for `ChatRequest.choice`: the reply is exactly one option, e.g. a one-token
+    option label. Quotes, backslashes and line breaks are escaped in the literals.
+    """
+    if not options:
+        raise ValueError("choice_grammar needs at least one option")
+
+    def literal(text: str) -> str:
+        esc = text.replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + esc.replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+    return "root ::= " + " | ".join(literal(o) for o in options)
+
+
 def finite_logprob(x: float | None) -> float:
     """Log-probabilities as finite floats (JSON has no -inf): -inf becomes -1e30."""
     if x is None or not math.isfinite(x):

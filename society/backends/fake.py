@@ -14,8 +14,11 @@ Responder = Callable[[ChatRequest], str]
 
 
 def _default_responder(request: ChatRequest) -> str:
-    """Answer schema requests with a valid JSON object picked from the request's hash."""
+    """Answer schema requests with a valid JSON object picked from the request's hash
+    (and `choice` requests with one of their options)."""
     digest = hashlib.sha256(json.dumps(request.messages, sort_keys=True).encode()).digest()
+    if request.choice:
+        return request.choice[digest[0] % len(request.choice)]
     schema = request.json_schema
     if not schema:
         return "My strategy will be to cooperate with those who cooperate."
@@ -24,11 +27,13 @@ def _default_responder(request: ChatRequest) -> str:
         byte = digest[i % len(digest)]
         if "enum" in prop:
             out[name] = prop["enum"][byte % len(prop["enum"])]
-        elif prop.get("type") in ("number", "integer"):
+        elif prop.get("type") in ("number", "integer") or "maximum" in prop:
+            # a bounded number: a JSON number, or a numeric string (games.protocol.number_schema)
             lo = prop.get("minimum", 0)
             hi = prop.get("maximum", lo + 10)
             val = lo + (hi - lo) * (byte / 255)
-            out[name] = int(val) if prop.get("type") == "integer" else round(val, 2)
+            num = int(val) if prop.get("type") == "integer" else round(val, 2)
+            out[name] = str(num) if prop.get("type") == "string" else num
         else:
             out[name] = "ok"
     return json.dumps(out)

@@ -10,8 +10,13 @@ request, never on what was generated before it or on its place in the batch.
 Sampling follows the OpenAI / vLLM semantics by default: temperature and top_p only
 (`top_k=0` and `min_p=0.0` switch off llama-cpp-python's own defaults of 40 and 0.05), so
 the same scenario samples alike on every backend; pass `top_k`/`min_p` to change that.
+A GGUF without a chat template (Gemma 3 270M) is rendered with the registry's
+(`society.models.chat_template`) or the `chat_template` option.
 JSON schemas are enforced with a llama.cpp grammar (`response_format` of type
-`json_object` with a `schema`).
+`json_object` with a `schema`; llama.cpp ignores `minimum`/`maximum`, so numeric actions
+come bounded in the schema itself, see `games.protocol.number_schema`); a `choice`
+request (the reply is exactly one of a few strings, e.g. an option label) gets a GBNF
+grammar of those strings instead.
 
 Requests are answered one after the other (llama-cpp-python runs one sequence at a time).
 Prompt evaluation dominates on a CPU, and the simulator's prompts share long prefixes (the
@@ -53,8 +58,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.chat import ChatReply, ChatRequest
-from society.backends.base import Backend, BackendError, derived_seed, openai_logprobs
+from society.backends.base import (
+    Backend,
+    BackendError,
+    choice_grammar,
+    derived_seed,
+    openai_logprobs,
+)
 from society.models import EMBEDDED, INSTALL_HINT, canonical_name, resolve_gguf
+from society.models import chat_template as registry_chat_template
 
 
 def _sort_key(request: ChatRequest) -> tuple[Any, ...]:
@@ -81,6 +93,7 @@ class LlamaCppBackend(Backend):
         top_k: int = 0,
         min_p: float = 0.0,
         prefix_cache: bool = True,
+        chat_template: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(canonical_name(model), **options)
@@ -101,6 +114,8 @@ class LlamaCppBackend(Backend):
         self.top_k = top_k
         self.min_p = min_p
         self.prefix_cache = prefix_cache
+        # A GGUF without a chat template (Gemma 3 270M) gets the registry's, or this one.
+        self.chat_template = chat_template or registry_chat_template(self.gguf)
         self._lock = threading.Lock()
         self.stats = {
             "requests": 0,
@@ -111,6 +126,7 @@ class LlamaCppBackend(Backend):
         # what each engine's KV cache holds: (prompt tokens, canonical chunk ends)
         self._cached: dict[int, tuple[list[int], tuple[int, ...]]] = {}
         self._formatter: Any = None
+        self._grammars: dict[tuple[str, ...], Any] = {}  # compiled choice grammars
         self._llm = self._load(logits_all=False)
         # llama-cpp-python only returns log-probabilities from a model created with
         # logits_all=True (which keeps n_ctx x n_vocab scores); it is loaded on first use.
@@ -118,7 +134,7 @@ class LlamaCppBackend(Backend):
 
     def _load(self, *, logits_all: bool) -> Any:
         try:
-            return self._llama_cpp.Llama(
+            llm = self._llama_cpp.Llama(
                 model_path=str(self.gguf),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
@@ -128,6 +144,28 @@ class LlamaCppBackend(Backend):
             )
         except Exception as exc:  # llama.cpp reports a bad file as ValueError/RuntimeError
             raise BackendError(f"llamacpp backend: cannot load {self.gguf}: {exc}") from None
+        if self.chat_template and not llm.metadata.get("tokenizer.chat_template"):
+            # without a template llama-cpp-python would fall back to Llama 2's format
+            llm.chat_handler = self._formatter_for(llm, True).to_chat_handler()
+        return llm
+
+    def _formatter_for(self, engine: Any, gen: bool) -> Any:
+        """llama-cpp-python's formatter of this model's chat template (the GGUF's own,
+        else `chat_template`), rendering the generation prompt when `gen`."""
+        from llama_cpp import llama_chat_format
+
+        template = engine.metadata.get("tokenizer.chat_template") or self.chat_template
+        if not template:
+            raise BackendError(f"llamacpp backend: {self.gguf.name} has no chat template")
+        model = engine._model
+        eos, bos = engine.token_eos(), engine.token_bos()
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+            add_generation_prompt=gen,
+            stop_token_ids=[eos] if eos != -1 else None,
+        )
 
     def _engine(self, want_logprobs: bool) -> Any:
         if not want_logprobs:
@@ -139,22 +177,7 @@ class LlamaCppBackend(Backend):
     def _format(self, engine: Any, messages: list[dict[str, str]], gen: bool) -> str:
         """The chat template rendered as llama-cpp-python's chat handler renders it."""
         if self._formatter is None:
-            from llama_cpp import llama_chat_format
-
-            template = engine.metadata.get("tokenizer.chat_template")
-            if not template:
-                raise BackendError(f"llamacpp backend: {self.gguf.name} has no chat template")
-            model = engine._model
-            eos, bos = engine.token_eos(), engine.token_bos()
-            self._formatter = {
-                flag: llama_chat_format.Jinja2ChatFormatter(
-                    template=template,
-                    eos_token=model.token_get_text(eos) if eos != -1 else "",
-                    bos_token=model.token_get_text(bos) if bos != -1 else "",
-                    add_generation_prompt=flag,
-                )
-                for flag in (False, True)
-            }
+            self._formatter = {flag: self._formatter_for(engine, flag) for flag in (False, True)}
         return self._formatter[gen](messages=messages).prompt
 
     def _chunks(
@@ -223,12 +246,23 @@ class LlamaCppBackend(Backend):
             "top_k": self.top_k,
             "min_p": self.min_p,
         }
-        if r.json_schema:
+        if r.choice:
+            kw["grammar"] = self._grammar(r.choice)
+        elif r.json_schema:
             kw["response_format"] = {"type": "json_object", "schema": r.json_schema}
         if r.logprobs is not None:
             kw["logprobs"] = True
             kw["top_logprobs"] = r.logprobs
         return kw
+
+    def _grammar(self, options: tuple[str, ...]) -> Any:
+        """The compiled grammar of a choice (compiled once per set of options)."""
+        key = tuple(options)
+        if key not in self._grammars:
+            self._grammars[key] = self._llama_cpp.LlamaGrammar.from_string(
+                choice_grammar(key), verbose=self.verbose
+            )
+        return self._grammars[key]
 
     def _one(self, r: ChatRequest) -> ChatReply:
         t0 = time.perf_counter()

@@ -18,6 +18,14 @@ Structured output (`structured`): servers disagree on how a JSON schema is passe
   vLLM, llama-cpp-python's server and llama-server alike.
 - `"none"`: no `response_format`; replies are validated (and repaired) by the agent.
 
+A `choice` request (the reply is exactly one of a few strings, e.g. an option label) is
+sent with both server-specific constraints: `structured_outputs: {"choice": [...]}`
+(vLLM) and `grammar` (a GBNF grammar: llama.cpp's servers); each server ignores the
+other's field. With `"auto"`, an endpoint that rejects them (a hosted API: HTTP 400
+naming the field) is switched to unconstrained choices (the reply then validated by the
+agent, within its `max_tokens`) and the request resent at once; `"none"` never sends
+them.
+
 Failures: connection errors, timeouts, HTTP 429 and 5xx are retried with exponential
 backoff (`backoff_s * 2**attempt`, times a jitter in [1, 1.5) drawn from a seeded
 `random.Random`, so a run's waits are reproducible); a connection error or timeout moves
@@ -41,7 +49,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.chat import ChatReply, ChatRequest
-from society.backends.base import Backend, BackendError, openai_logprobs
+from society.backends.base import Backend, BackendError, choice_grammar, openai_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +109,8 @@ class OpenAIBackend(Backend):
         self._style = {
             u: ("json_schema" if structured == "auto" else structured) for u in self.base_urls
         }
+        # per endpoint: whether choice requests carry their constraint
+        self._choice = {u: structured != "none" for u in self.base_urls}
         self._next_url = 0  # round-robin position, kept across batches
         self._key = os.environ.get(api_key_env) or None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -188,7 +198,7 @@ class OpenAIBackend(Backend):
             text = text.replace(self._key, "***")
         return text
 
-    def _body(self, r: ChatRequest, style: str) -> dict[str, Any]:
+    def _body(self, r: ChatRequest, style: str, choice: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": r.messages,
@@ -200,7 +210,11 @@ class OpenAIBackend(Backend):
             body["seed"] = r.seed
         if r.stop:
             body["stop"] = list(r.stop)
-        if r.json_schema and style == "json_schema":
+        if r.choice:
+            if choice:
+                body["structured_outputs"] = {"choice": list(r.choice)}
+                body["grammar"] = choice_grammar(r.choice)
+        elif r.json_schema and style == "json_schema":
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "action", "schema": r.json_schema, "strict": True},
@@ -251,7 +265,8 @@ class OpenAIBackend(Backend):
             style = self._style[url]
             retry_after = None
             try:
-                resp = await client.post(f"{url}/chat/completions", json=self._body(r, style))
+                body = self._body(r, style, self._choice[url])
+                resp = await client.post(f"{url}/chat/completions", json=body)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 kind = (
                     "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
@@ -283,6 +298,16 @@ class OpenAIBackend(Backend):
                 ):
                     log.info("openai backend: %s rejects json_schema; using json_object", url)
                     self._style[url] = "json_object"
+                    continue  # resend at once, not a retry
+                if (
+                    self.structured == "auto"
+                    and r.choice
+                    and self._choice[url]
+                    and resp.status_code in (400, 422)
+                    and ("grammar" in text or "structured_outputs" in text)
+                ):
+                    log.info("openai backend: %s rejects choice constraints; sending none", url)
+                    self._choice[url] = False
                     continue  # resend at once, not a retry
                 last = f"HTTP {resp.status_code} from {url}: {_one_line(text)}"
                 if resp.status_code not in RETRY_STATUS or attempt >= self.max_retries:

@@ -17,9 +17,10 @@ processes: scripts that build this backend must guard their entry point with
 `if __name__ == "__main__":`.
 
 Per request: temperature, top_p, max_tokens, stop, logprobs (top-k per generated token)
-and `json_schema` (vLLM structured outputs) are honoured. Every request is seeded (its own
-`seed`, or one derived from its content, as the llama.cpp backend does), so a reply
-depends on its request only, not on the rest of the batch.
+and `json_schema` (vLLM structured outputs) are honoured; a `choice` request is
+constrained to exactly one of its strings (structured outputs' `choice`). Every request is
+seeded (its own `seed`, or one derived from its content, as the llama.cpp backend does), so
+a reply depends on its request only, not on the rest of the batch.
 
 Latency: vLLM runs the batch as a whole, so each reply's `latency_s` is the batch's wall
 time divided by the number of requests (the sum over a batch is its wall time).
@@ -237,7 +238,14 @@ class VLLMBackend(Backend):
             kw["stop"] = list(r.stop)
         if r.logprobs is not None:
             kw["logprobs"] = r.logprobs
-        if r.json_schema:
+        if r.choice:
+            if self._StructuredOutputsParams is not None:
+                kw["structured_outputs"] = self._StructuredOutputsParams(choice=list(r.choice))
+            else:  # pragma: no cover - old vLLM
+                from vllm.sampling_params import GuidedDecodingParams
+
+                kw["guided_decoding"] = GuidedDecodingParams(choice=list(r.choice))
+        elif r.json_schema:
             if self._StructuredOutputsParams is not None:
                 kw["structured_outputs"] = self._StructuredOutputsParams(json=r.json_schema)
             else:  # pragma: no cover - old vLLM

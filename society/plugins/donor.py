@@ -6,6 +6,32 @@ same agents (resources and traces reset between games). Every generation starts 
 strategy step: new LLM agents write their strategy (from the rules, and after the first
 generation from the survivors' strategies and scores: the advice inheritance), scripted
 agents state theirs. Fitness is the mean final resources over the games.
+
+Where the paper's text and the authors' published notebook differ (protocols §1), a field
+chooses, the text's choice being the default:
+
+=================  =======================================  ================================
+field              the paper's text (default)               the authors' code
+=================  =======================================  ================================
+``schedule``       ``text``: a fresh random pairing each    ``code``: halves; every opposite-
+                   round, roles alternating, no ordered     half pair meets twice a game,
+                   pair twice (sanity figure 30,720)        once each way, n/2 rounds apart;
+                                                            game 2 reversed (15,360)
+``fitness``        ``mean`` of the games' final resources   ``twice_last_game`` (2 x game 2's
+                                                            final resources); ``last_game``
+                                                            is game 2 alone
+``advice_scores``  ``true``: survivors' strategies with     ``false``: the strategies alone
+                   their scores
+``strategy_from``  ``last``: the last "My strategy will     ``first``: everything after the
+                   be" sentence                             first "My strategy will be"
+``ask_when_empty`` ``false``: a donor holding nothing       ``true``: it is asked anyway
+                   gives 0 unasked (recorded 'forced')
+``reply_format``   ``json``: a JSON object, schema-         ``text``: free text, a
+                   constrained (the project's choice;       "Justification:" then an
+                   the text names no format)                "Answer:" line
+=================  =======================================  ================================
+
+``scenarios/donor_game_code.yaml`` plays every one of the code's choices.
 """
 
 from __future__ import annotations
@@ -42,7 +68,39 @@ class DonorConfig(GameConfigBase):
     )
     ask_when_empty: bool = Field(
         False,
-        description="ask LLM donors who hold nothing (else recorded as 'forced', giving 0)",
+        description="ask LLM donors who hold nothing (else recorded as 'forced', giving 0); "
+        "the authors' code asks them",
+    )
+    schedule: Literal["text", "code"] = Field(
+        "text",
+        description="pairing schedule: 'text' (the paper's text: a fresh random pairing "
+        "each round, roles alternating, no ordered pair twice) or 'code' (the authors' "
+        "notebook: two halves, every opposite-half pair meets twice per game, once each "
+        "way, n/2 rounds apart; the second game replays the first reversed)",
+    )
+    fitness: Literal["mean", "last_game", "twice_last_game"] = Field(
+        "mean",
+        description="an agent's fitness: 'mean' of its final resources over the games (the "
+        "paper's text), 'last_game' (the last game's final resources only) or "
+        "'twice_last_game' (the authors' code: 2 x the final resources of game 2)",
+    )
+    advice_scores: bool = Field(
+        True,
+        description="newcomers' advice lists the survivors' strategies with their scores "
+        "(the paper's text); false: without scores (the authors' code)",
+    )
+    strategy_from: Literal["last", "first"] = Field(
+        "last",
+        description="the strategy taken from a reply: 'last' (the last sentence starting "
+        "with the phrase 'My strategy will be') or 'first' (everything after the first "
+        "'My strategy will be', the authors' code)",
+    )
+    reply_format: Literal["json", "text"] = Field(
+        "json",
+        description="a donation reply: 'json' (a schema-constrained JSON object with "
+        "reasoning and amount) or 'text' (free text: a 'Justification:' line, then "
+        "'Answer: <units>' or, with punishment, 'Answer: Donate, x' / 'Punish, x'; the "
+        "authors' code)",
     )
     strategy_max_tokens: int = Field(256, ge=16, description="token budget of a strategy")
     donation_max_tokens: int = Field(160, ge=16, description="token budget of a donation")
@@ -62,6 +120,7 @@ def _rules(setup: Setup) -> DonorRules:
                 punishment_cost=float(cfg.punishment_cost),
                 punishment_fine=float(cfg.punishment_fine),
                 no_repeat=cfg.no_repeat,
+                schedule=cfg.schedule,
             )
         except ValueError as exc:
             raise ValueError(f"game: {exc}") from None
@@ -73,6 +132,8 @@ def check(setup: Setup) -> None:
     n, cfg = setup.n, setup.config
     if n < 2 or n % 2:
         raise ValueError(f"population: the donor game needs an even number of agents >= 2, got {n}")
+    if cfg.schedule == "code" and cfg.no_repeat == "unordered":
+        _rules(setup)  # raises: the code's schedule repeats every unordered pair
     limit = max_rounds(n, cfg.no_repeat)
     if cfg.rounds > limit:
         raise ValueError(
@@ -86,8 +147,9 @@ def new_game(setup: Setup, rng: Any) -> DonorPlay:
     """The donor games of one generation."""
     cfg: DonorConfig = setup.config
     return DonorPlay(
-        setup.n, _rules(setup), cfg.games_per_generation, ask_when_empty=cfg.ask_when_empty
-    )
+        setup.n, _rules(setup), cfg.games_per_generation,
+        ask_when_empty=cfg.ask_when_empty, fitness=cfg.fitness,
+    )  # fmt: skip
 
 
 def llm_policy(setup: Setup, group: LLMGroup) -> LLMDonor:
@@ -98,6 +160,8 @@ def llm_policy(setup: Setup, group: LLMGroup) -> LLMDonor:
         strategy_max_tokens=cfg.strategy_max_tokens, donation_max_tokens=cfg.donation_max_tokens,
         reasoning_chars=cfg.reasoning_chars, survivors=setup.scenario.evolution.survivors,
         reveal_rounds=cfg.reveal_rounds, persona=group.persona,
+        reply_format=cfg.reply_format, advice_scores=cfg.advice_scores,
+        strategy_from=cfg.strategy_from,
     )  # fmt: skip
 
 
@@ -114,6 +178,13 @@ def resolved(setup: Setup) -> dict[str, Any]:
         "punishment": r.punishment,
         "punishment_cost": r.punishment_cost,
         "punishment_fine": r.punishment_fine,
+        "schedule": r.schedule,
+        "no_repeat": r.no_repeat,
+        "fitness": setup.config.fitness,
+        "advice_scores": setup.config.advice_scores,
+        "strategy_from": setup.config.strategy_from,
+        "ask_when_empty": setup.config.ask_when_empty,
+        "reply_format": setup.config.reply_format,
     }
 
 

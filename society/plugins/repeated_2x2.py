@@ -6,18 +6,28 @@ whose matches are played side by side (which lets every LLM decision of a round 
 backend as one batch). Generations wrap it like Axelrod's ``MoranProcess`` wraps matches:
 fitness is each agent's mean payoff per round (or its total), and scripted newcomers copy
 (and may mutate) the policies of the selected.
+
+A scenario can sweep a set of stage games (``game_set``: the 144 ordinal games of
+Robinson & Goforth, the 136 that Akata et al. (2023, arXiv 2305.16867) report on, a family,
+or a list; optionally a seeded ``sample``): every pair of the matching then plays one
+match per stage game, stage game after stage game (``games.game_set``), and the step's
+``game`` number in the store is the stage game's index in the resolved game's ``games``.
+The LLM player's protocol options (``prompt_format``, ``answer``, ``shuffle_scope``) are
+those of the authors' published code beside the defaults (see ``agents.llm_player``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from agents.llm_player import LLMPlayer
 from agents.prompts import game_prompts
 from agents.strategies import make_strategy
-from games.ordinal import ordinal_games
+from games.game_set import GameSetTournament
+from games.ordinal import ordinal_games, select_games
 from games.repeated import MOVES, RepeatedGame, RepeatedGameRules
 from games.twobytwo import Game2x2, custom, preset
 from society.config import GameConfigBase, LLMGroup
@@ -37,6 +47,21 @@ class Repeated2x2Config(GameConfigBase):
         None, description="custom payoffs [[(p1,p2),(p1,p2)],[...]] instead of a preset"
     )
     ordinal: str | None = Field(None, description="one of the 144 ordinal games, by name")
+    game_set: str | list[str] | None = Field(
+        None,
+        description=(
+            "sweep several stage games, one match per pair and game, game after game: a set "
+            "(all_144, paper_136 or a family: win-win, prisoners_dilemma, unfair, cyclic, "
+            "biased, second_best, tragic) or a list of sets, ordinal names (rg_...) and "
+            "presets; instead of preset/ordinal/payoffs"
+        ),
+    )
+    sample: int | None = Field(
+        None, ge=1, description="game_set: play this many of its games, drawn from the seed"
+    )
+    sample_per_family: bool = Field(
+        False, description="game_set: draw `sample` games from each family instead"
+    )
     rounds: int = Field(10, ge=1, description="rounds per match (the cap with continuation)")
     noise: float = Field(0.0, ge=0, le=1, description="probability a move is flipped")
     continuation: float | None = Field(
@@ -44,6 +69,36 @@ class Repeated2x2Config(GameConfigBase):
     )
     labels: tuple[str, str] = Field(("J", "F"), description="option names shown to LLMs")
     shuffle_options: bool = Field(False, description="show the options in random order")
+    shuffle_scope: Literal["options", "question"] = Field(
+        "options",
+        description=(
+            "what shuffle_options reorders for LLM agents: the rules and the question, or "
+            "only the final question (the rules in fixed order, as Akata et al.'s code)"
+        ),
+    )
+    prompt_format: Literal["system_user", "single_message"] = Field(
+        "system_user",
+        description=(
+            "LLM prompt: rules as system message and history + question as user message, "
+            "or all in one user message (as Akata et al.'s code)"
+        ),
+    )
+    answer: Literal["json", "label"] = Field(
+        "json",
+        description=(
+            "LLM reply: a JSON object {choice: label}, or the bare option label after "
+            "'A: Option' (the paper's one-token answer), constrained by the backend"
+        ),
+    )
+    label_temperature: float | None = Field(
+        0.0,
+        ge=0,
+        le=2,
+        description=(
+            "answer=label: sampling temperature of LLM agents (0, as the paper; null: "
+            "each group's temperature)"
+        ),
+    )
     fallback: int = Field(
         1, ge=0, le=1,
         description="option recorded for an LLM reply invalid after one repair (1: defect)",
@@ -79,9 +134,31 @@ def build_game(cfg: Repeated2x2Config) -> Game2x2:
         raise ValueError(f"{field}: {str(exc).strip(chr(39))}") from None
 
 
-def build_rules(cfg: Repeated2x2Config) -> RepeatedGameRules:
-    """The repeated-game rules of the scenario."""
-    game = build_game(cfg)
+SAMPLE_STREAM = 144  # mixed into the seed for the sample of a game set (own stream)
+
+
+def stage_games(cfg: Repeated2x2Config, seed: int) -> list[Game2x2]:
+    """The stage games of a ``game_set`` sweep, in play order (a seeded sample if asked)."""
+    if cfg.game_set is None:
+        raise ValueError("game.game_set: not set")
+    if cfg.ordinal is not None or cfg.payoffs is not None:
+        which = "ordinal" if cfg.ordinal is not None else "payoffs"
+        raise ValueError(f"game.{which}: set either game.game_set or game.{which}, not both")
+    if cfg.params or cfg.preset != "prisoners_dilemma":
+        raise ValueError("game.preset: set either game.game_set or game.preset/params, not both")
+    rng = np.random.default_rng([seed, SAMPLE_STREAM]) if cfg.sample is not None else None
+    try:
+        return select_games(cfg.game_set, cfg.sample, rng, per_family=cfg.sample_per_family)
+    except ValueError as exc:
+        field = "game.sample" if str(exc).startswith("sample") else "game.game_set"
+        raise ValueError(f"{field}: {exc}") from None
+
+
+def build_rules(cfg: Repeated2x2Config, game: Game2x2 | None = None) -> RepeatedGameRules:
+    """The repeated-game rules of the scenario (of ``game`` when given: a sweep's stage
+    game)."""
+    if game is None:
+        game = build_game(cfg)
     try:
         return RepeatedGameRules(
             game=game,
@@ -96,17 +173,39 @@ def build_rules(cfg: Repeated2x2Config) -> RepeatedGameRules:
 
 
 def _rules(setup: Setup) -> RepeatedGameRules:
-    """The scenario's rules, built once per setup (and so checked before any file exists)."""
+    """The scenario's rules, built once per setup (and so checked before any file exists);
+    a sweep's first stage game."""
+    return _rule_set(setup)[0]
+
+
+def _rule_set(setup: Setup) -> list[RepeatedGameRules]:
+    """The rules of every stage game played (one unless the scenario sweeps a game set)."""
     if "rules" not in setup.cache:
-        setup.cache["rules"] = build_rules(setup.config)
+        cfg: Repeated2x2Config = setup.config
+        if cfg.game_set is None:
+            if cfg.sample is not None or cfg.sample_per_family:
+                which = "sample" if cfg.sample is not None else "sample_per_family"
+                raise ValueError(
+                    f"game.{which}: only read with game.game_set (set it or remove this)"
+                )
+            setup.cache["rules"] = [build_rules(cfg)]
+        else:
+            games = stage_games(cfg, setup.scenario.seed)
+            setup.cache["rules"] = [build_rules(cfg, g) for g in games]
     return setup.cache["rules"]
 
 
-def new_game(setup: Setup, rng: Any) -> RepeatedGame:
-    """A fresh tournament: every pair of the matcher starts a new match."""
+def new_game(setup: Setup, rng: Any) -> RepeatedGame | GameSetTournament:
+    """A fresh tournament: every pair of the matcher starts a new match (one per stage
+    game of a game set)."""
     assert setup.graph is not None
     matcher = build_matcher(setup.scenario.matching, setup.graph)
     cfg: Repeated2x2Config = setup.config
+    if cfg.game_set is not None:
+        return GameSetTournament(
+            _rule_set(setup), matcher.pairs, static=matcher.static, rng=rng,
+            reveal_rounds=cfg.reveal_rounds, fallback=cfg.fallback, fitness=cfg.fitness,
+        )  # fmt: skip
     return RepeatedGame(
         _rules(setup), matcher.pairs, static=matcher.static, rng=rng,
         reveal_rounds=cfg.reveal_rounds, fallback=cfg.fallback, fitness=cfg.fitness,
@@ -114,16 +213,46 @@ def new_game(setup: Setup, rng: Any) -> RepeatedGame:
 
 
 def llm_policy(setup: Setup, group: LLMGroup) -> LLMPlayer:
-    """The Akata-style LLM player of an LLM group."""
+    """The Akata-style LLM player of an LLM group (label answers at `label_temperature`)."""
     cfg: Repeated2x2Config = setup.config
+    temperature = group.temperature
+    if cfg.answer == "label" and cfg.label_temperature is not None:
+        temperature = cfg.label_temperature
     return LLMPlayer(
-        setup.prompts, temperature=group.temperature, max_tokens=group.max_tokens,
+        setup.prompts, temperature=temperature, max_tokens=group.max_tokens,
         persona=group.persona, memory=cfg.memory, predict_first=cfg.predict_first,
+        prompt_format=cfg.prompt_format, answer=cfg.answer, shuffle=cfg.shuffle_scope,
     )  # fmt: skip
 
 
 def resolved(setup: Setup) -> dict[str, Any]:
-    """The stage game as played: payoffs (row player, column player), labels, rules."""
+    """The stage game as played: payoffs (row player, column player), labels, rules; for
+    a game set, every stage game in play order under ``games`` (``payoffs`` is null)."""
+    cfg: Repeated2x2Config = setup.config
+    if cfg.game_set is not None:
+        rule_set = _rule_set(setup)
+        first = rule_set[0]
+        return {
+            "kind": "repeated_2x2",
+            "name": "game_set",
+            "payoffs": None,
+            "game_set": cfg.game_set,
+            "sample": cfg.sample,
+            "games": [
+                {
+                    "game": k,
+                    "name": r.game.name,
+                    "family": r.game.family,
+                    "payoffs": [[list(cell) for cell in row] for row in r.game.payoffs],
+                }
+                for k, r in enumerate(rule_set)
+            ],
+            "labels": list(first.labels),
+            "actions": list(MOVES),
+            "rounds": first.rounds,
+            "noise": first.noise,
+            "continuation": first.continuation,
+        }
     rules = _rules(setup)
     return {
         "kind": "repeated_2x2",
@@ -144,7 +273,7 @@ PLUGIN = GameKind(
     scripted=make_strategy,
     llm=llm_policy,
     resolved=resolved,
-    check=_rules,
+    check=_rule_set,
     prompts=game_prompts("repeated"),
     uses=frozenset({"network", "matching"}),
     report="repeated_2x2",

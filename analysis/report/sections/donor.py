@@ -29,6 +29,9 @@ def report(rep: Report, run: Run) -> None:
 
     sec = rep.section("Donor game: donations and resources")
     sec.notes.append(f"donation fraction: {cooperation.DONATION_DEFINITION}")
+    played = protocol_choices(run.game)
+    if played:
+        sec.notes.append(f"protocol choices (the paper's text unless marked 'code'): {played}")
     frac = guarded(
         rep, sec, "donation fraction", lambda: cooperation.donation_fraction(run, "generation")
     )
@@ -142,6 +145,30 @@ def report(rep: Report, run: Run) -> None:
     if per_round is not None and len(per_round):
         tipping_section(rep, sec, per_round, "mean donation fraction per round")
     influence_section(rep, run)
+
+
+# The game options where the paper's text and the authors' notebook differ (protocols §1):
+# option -> its value in the authors' code (society.plugins.donor documents each).
+CODE_CHOICES: dict[str, Any] = {
+    "schedule": "code",
+    "fitness": "twice_last_game",
+    "advice_scores": False,
+    "strategy_from": "first",
+    "ask_when_empty": True,
+    "reply_format": "text",
+}
+
+
+def protocol_choices(game: dict[str, Any]) -> str:
+    """The resolved game's text-or-code options as one line, the code's marked; empty for
+    runs recorded before the options existed (they played the text's choices)."""
+    parts = []
+    for key, code in CODE_CHOICES.items():
+        if key in game:
+            value = game[key]
+            mark = " (code)" if value == code else ""
+            parts.append(f"{key}={value}{mark}")
+    return ", ".join(parts)
 
 
 def _donation_per_round(run: Run) -> pd.Series:

@@ -3,7 +3,11 @@ tipping; and the score tables of ``society show``.
 
 The cooperation rate is ``cooperation.cooperation_rate`` (share of C moves, option 0) and
 the score is ``cooperation.agent_scores`` (sum of payoffs) everywhere: the report, the
-show tables and the notebooks read the same functions.
+show tables and the notebooks read the same functions. Normalised scores come in both of
+Akata et al.'s definitions (``cooperation.score_vs_max``): over the best achievable
+against the partner's moves (the paper's text) and over the game's largest payoff times
+the rounds (the authors' code). A run that sweeps a game set gets cooperation and scores
+per stage game and per family.
 """
 
 from __future__ import annotations
@@ -95,6 +99,24 @@ def report(rep: Report, run: Run) -> None:
         rep.table(sec, "score_vs_max", "Points won / maximum achievable per group", score)
         tot = score["won"].sum() / score["max_achievable"].sum()
         rep.figure("score vs max (society)", float(tot))
+    code = guarded(
+        rep,
+        sec,
+        "score vs game max",
+        lambda: cooperation.score_vs_max(run, by="grp", normalisation="game_max"),
+    )
+    if code is not None:
+        code = code.sort_values("score", ascending=False)
+        rep.table(
+            sec,
+            "score_vs_game_max",
+            "Points won / (largest payoff of the game x rounds) per group (the authors' code)",
+            code,
+        )
+        tot = code["won"].sum() / code["max_achievable"].sum()
+        rep.figure("score vs game max (society)", float(tot))
+    if len(cooperation.stage_games(run)):
+        _stage_section(rep, run)
 
     sec = rep.section("Repeated game: convergence and tipping")
     ent = guarded(
@@ -121,6 +143,36 @@ def report(rep: Report, run: Run) -> None:
         tipping_section(rep, sec, series, "cooperation rate per round")
     drift_section(rep, sec, run, "move")
     influence_section(rep, run)
+
+
+def _stage_section(rep: Report, run: Run) -> None:
+    """Cooperation and scores per family and per stage game of a game-set sweep."""
+    sec = rep.section("Repeated game: stage games")
+    n = len(cooperation.stage_games(run))
+    sec.notes.append(
+        f"{n} stage games, one match per pair and game; scores over the best achievable "
+        "against the partner (text) and over the game's largest payoff x rounds (code)."
+    )
+    for level, title in (("family", "family"), (["game", "stage", "family"], "stage game")):
+
+        def table(level=level) -> pd.DataFrame:
+            coop = cooperation.cooperation_rate(run, level).rename(
+                columns={"rate": "cooperation", "n": "moves"}
+            )
+            text = cooperation.score_vs_max(run, by=level)[[*coop.columns[:-2], "score"]]
+            code = cooperation.score_vs_max(run, by=level, normalisation="game_max")
+            code = code[[*coop.columns[:-2], "score"]].rename(columns={"score": "score_code"})
+            keys = list(coop.columns[:-2])
+            return coop.merge(text, on=keys, how="left").merge(code, on=keys, how="left")
+
+        out = guarded(rep, sec, f"cooperation per {title}", table)
+        if out is None:
+            continue
+        name = "family" if level == "family" else "stage_game"
+        rep.table(sec, f"cooperation_by_{name}", f"Cooperation and scores per {title}", out)
+        if level == "family":
+            for _, row in out.iterrows():
+                rep.figure(f"cooperation rate ({row['family']})", float(row["cooperation"]))
 
 
 def show(run: Run, top: int = 20) -> str:
