@@ -41,7 +41,7 @@ def test_section_modules_are_found_by_kind() -> None:
     for bad in ("../run", "os.path", "Donor", "donor;rm", "__init__x", ""):
         mod, why = sections.find(bad)
         assert mod is None and why
-    assert "no report section for game kind 'marketplace'" in sections.find("marketplace")[1]
+    assert "no report section for game kind 'auction'" in sections.find("auction")[1]
     assert "not a valid kind name" in sections.find("os.path")[1]
 
 
