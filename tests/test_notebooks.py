@@ -24,6 +24,9 @@ pytestmark = pytest.mark.slow
 CASES = {
     "repeated_games": ("ipd_tournament.yaml", ["game.rounds=50"]),
     "donor_game": ("donor_game_scripted.yaml", ["evolution.generations=3"]),
+    "atp": ("atp_diffusion_known_tipping.yaml", []),
+    "commons": ("commons_scripted.yaml", []),
+    "marketplace": ("marketplace_baselines.yaml", []),
 }
 
 
