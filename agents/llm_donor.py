@@ -369,20 +369,23 @@ class LLMDonor:
         names: Sequence[str],
     ) -> str:
         """The donation question of protocols §1 (in the scenario's reply format)."""
+        common = {
+            "name": name,
+            "strategy": strategy,
+            "generation": generation,
+            "round": obs.round,
+            "recipient": names[obs.recipient],
+            "recipient_resources": fmt_units(obs.recipient_resources),
+            "trace": self.trace_text(obs, names),
+            "resources": fmt_units(obs.donor_resources),
+        }
         if self.reply_format == "text":
             punish_q = (
                 self.prompts.render("donor.punish_question_text") if obs.punishment_allowed else ""
             )
             return self.prompts.render(
                 "donor.donate_text",
-                name=name,
-                strategy=strategy,
-                generation=generation,
-                round=obs.round,
-                recipient=names[obs.recipient],
-                recipient_resources=fmt_units(obs.recipient_resources),
-                trace=self.trace_text(obs, names),
-                resources=fmt_units(obs.donor_resources),
+                **common,
                 punish_question=punish_q,
                 answer_format=self.text_answer_format(obs),
             )
@@ -394,14 +397,7 @@ class LLMDonor:
         punish_q = self.prompts.render("donor.punish_question") if obs.punishment_allowed else ""
         return self.prompts.render(
             "donor.donate",
-            name=name,
-            strategy=strategy,
-            generation=generation,
-            round=obs.round,
-            recipient=names[obs.recipient],
-            recipient_resources=fmt_units(obs.recipient_resources),
-            trace=self.trace_text(obs, names),
-            resources=fmt_units(obs.donor_resources),
+            **common,
             punish_question=punish_q,
             reasoning_chars=self.reasoning_chars,
             answer_format=answer,
