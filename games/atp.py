@@ -388,7 +388,42 @@ class ExplorationObservation(NamedTuple):
     memo: str | None
 
 
-class ExplorationGame(Game):
+class _Reflective(Game):
+    """What both testbeds share: ``rounds`` rounds of play, each optionally followed by a
+    reflection step in which every agent rewrites its memo (``memos``, per agent and
+    item or instance; at most ``memo_chars`` characters)."""
+
+    round: int
+    rounds: int
+    reflect_every: int | None
+    reflecting: bool
+    memo_chars: int
+    memos: dict[tuple[int, int], str]
+
+    @property
+    def done(self) -> bool:
+        return self.round >= self.rounds and not self.reflecting
+
+    def total_steps(self) -> int | None:
+        return self.rounds + _n_reflections(self.rounds, self.reflect_every)
+
+    def position(self) -> Position:
+        return Position(0, self.round)
+
+    def _keep_memos(self, turns: Sequence[Turn], actions: Sequence[Any]) -> list[Event]:
+        """Apply a reflection step: each reply becomes its agent's memo (no events)."""
+        for turn, text in zip(turns, actions, strict=True):
+            self.memos[(turn.agent, turn.instance)] = str(text or "")[: self.memo_chars]
+        self.reflecting = False
+        return []
+
+    def _next_round(self) -> None:
+        """A round was played: count it and say whether a reflection step follows."""
+        self.round += 1
+        self.reflecting = _reflect_now(self.round, self.rounds, self.reflect_every)
+
+
+class ExplorationGame(_Reflective):
     """Every agent plays every item side by side: one 'choice' turn per (agent, item) per
     round; ``instance`` is the item's index. An invalid reply (``None``, the fallback)
     pays 0 and is recorded as unparsable.
@@ -439,16 +474,6 @@ class ExplorationGame(Game):
         ]
         self.memos: dict[tuple[int, int], str] = {}
 
-    @property
-    def done(self) -> bool:
-        return self.round >= self.rounds and not self.reflecting
-
-    def total_steps(self) -> int | None:
-        return self.rounds + _n_reflections(self.rounds, self.reflect_every)
-
-    def position(self) -> Position:
-        return Position(0, self.round)
-
     def observation(self, agent: int, item: int) -> ExplorationObservation:
         """What ``agent`` sees of ``item`` before the next round."""
         ch, rw = self.choices[agent][item], self.rewards[agent][item]
@@ -489,10 +514,7 @@ class ExplorationGame(Game):
         self, turns: Sequence[Turn], actions: Sequence[Any], rng: np.random.Generator
     ) -> list[Event]:
         if self.reflecting:
-            for turn, text in zip(turns, actions, strict=True):
-                self.memos[(turn.agent, turn.instance)] = str(text or "")[: self.memo_chars]
-            self.reflecting = False
-            return []
+            return self._keep_memos(turns, actions)
         t = self.round
         sup = self.supervised[t]
         events: list[Event] = []
@@ -506,8 +528,7 @@ class ExplorationGame(Game):
             events.append(
                 Event(ATPKind.REWARD, turn.agent, None, label, r, self._data(item, c, t, sup))
             )
-        self.round += 1
-        self.reflecting = _reflect_now(self.round, self.rounds, self.reflect_every)
+        self._next_round()
         return events
 
     def _data(self, item: Item, c: int | None, t: int, sup: bool) -> dict[str, Any]:
@@ -734,7 +755,7 @@ class DiffusionObservation(NamedTuple):
     fixed: bool
 
 
-class DiffusionGame(Game):
+class DiffusionGame(_Reflective):
     """Threshold public-goods games among all agents, every instance (framing x
     threshold) side by side; one 'choice' turn per (agent, instance) per round.
 
@@ -792,16 +813,6 @@ class DiffusionGame(Game):
         self.changes: list[list[list[float]]] = [[[] for _ in range(n)] for _ in range(m)]
         self.memos: dict[tuple[int, int], str] = {}
 
-    @property
-    def done(self) -> bool:
-        return self.round >= self.rounds and not self.reflecting
-
-    def total_steps(self) -> int | None:
-        return self.rounds + _n_reflections(self.rounds, self.reflect_every)
-
-    def position(self) -> Position:
-        return Position(0, self.round)
-
     def observation(self, agent: int, inst: int) -> DiffusionObservation:
         """What ``agent`` sees of instance ``inst`` before the next round."""
         ch, dc = self.choices[inst], self.changes[inst]
@@ -835,10 +846,7 @@ class DiffusionGame(Game):
         self, turns: Sequence[Turn], actions: Sequence[Any], rng: np.random.Generator
     ) -> list[Event]:
         if self.reflecting:
-            for turn, text in zip(turns, actions, strict=True):
-                self.memos[(turn.agent, turn.instance)] = str(text or "")[: self.memo_chars]
-            self.reflecting = False
-            return []
+            return self._keep_memos(turns, actions)
         t = self.round
         m = len(self.instances)
         picked: list[list[int | None]] = [[None] * self.n for _ in range(m)]
@@ -870,8 +878,7 @@ class DiffusionGame(Game):
                       float(sum(cols)), {"instance": k, "round": t + 1,
                                          "threshold": inst.threshold, "success": success})
             )  # fmt: skip
-        self.round += 1
-        self.reflecting = _reflect_now(self.round, self.rounds, self.reflect_every)
+        self._next_round()
         return events
 
     def record(self, turn: Turn, action: Any) -> tuple[str | None, float | None, Any]:
