@@ -108,3 +108,16 @@ def ipd_scenario(**game: Any) -> dict[str, Any]:
             **game,
         },
     }
+
+
+def drive(gen: Any, replies: list[str]) -> tuple[list[Any], Any]:
+    """Feed replies to an LLM policy's request generator; return (requests, outcome)."""
+    from agents.chat import ChatReply
+
+    requests = [next(gen)]
+    try:
+        for text in replies:
+            requests.append(gen.send(ChatReply(text=text)))
+    except StopIteration as stop:
+        return requests, stop.value
+    raise AssertionError(f"generator wants more than {len(replies)} replies")

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agents.chat import ChatReply, ChatRequest
+from agents.chat import ChatRequest
 from agents.llm import choice_parser
 from agents.llm_player import LLMPlayer
 from agents.prompts import Prompts, game_prompts
@@ -26,7 +26,7 @@ from society.backends.openai import OpenAIBackend
 from society.errors import UserError
 from society.runner import start_run
 from society.scenario import resolve
-from tests.helpers import query
+from tests.helpers import drive, query
 
 BOS = preset("battle_of_the_sexes").payoffs
 PROMPTS = Prompts(defaults=game_prompts("repeated"))
@@ -41,20 +41,7 @@ def obs(my=(0, 1), their=(1, 1), order=(0, 1), rounds=10) -> RepeatedObservation
         "labels": ("J", "F"),
         "order": order,
     }
-    if "round" in RepeatedObservation._fields:  # older shape: the round is a field
-        fields["round"] = len(my) + 1
     return RepeatedObservation(**fields)
-
-
-def drive(gen, replies):
-    """Feed replies to a decision generator; return (requests, outcome)."""
-    requests = [next(gen)]
-    try:
-        for text in replies:
-            requests.append(gen.send(ChatReply(text=text)))
-    except StopIteration as stop:
-        return requests, stop.value
-    raise AssertionError(f"generator wants more than {len(replies)} replies")
 
 
 # -- the player's options ---------------------------------------------------------------------

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from agents.chat import ChatReply
 from agents.llm_player import LLMPlayer
 from agents.prompts import Prompts
 from games.observation import RepeatedObservation
 from games.twobytwo import preset
+from tests.helpers import drive
 
 PD = preset("prisoners_dilemma").payoffs
 
@@ -20,17 +20,6 @@ def obs(my=(0, 1), their=(1, 1), order=(0, 1), rounds=10) -> RepeatedObservation
         rounds=rounds, my_moves=list(my), their_moves=list(their),
         payoffs=PD, labels=("J", "F"), order=order,
     )  # fmt: skip
-
-
-def drive(gen, replies):
-    """Feed replies to a decision generator; return (requests, outcome)."""
-    requests = [next(gen)]
-    try:
-        for text in replies:
-            requests.append(gen.send(ChatReply(text=text)))
-    except StopIteration as stop:
-        return requests, stop.value
-    raise AssertionError(f"generator wants more than {len(replies)} replies")
 
 
 def test_prompt_states_rules_and_history():
