@@ -65,6 +65,7 @@ class ChatReply:
     after its retries; the agent then records the decision as invalid.
     `logprobs` is a list with one entry per generated token:
     `{"token": str, "logprob": float, "top": {token: logprob}}`.
+    `endpoint` names the server that answered, where a backend has several.
     """
 
     text: str
@@ -78,6 +79,9 @@ class ChatReply:
     # action as JSON-ready data, and whether it was valid.
     parsed: Any = None
     valid: bool | None = None
+    # The server that answered (a base URL), for backends with several endpoints; None
+    # for in-process engines. Recorded in the store's `llm_calls.endpoint`.
+    endpoint: str | None = None
 
     @classmethod
     def failed(cls, error: str, latency_s: float = 0.0) -> ChatReply:

@@ -104,3 +104,4 @@ class CallRow(NamedTuple):
     completion_tokens: int | None
     latency_s: float | None
     logprobs: str | None
+    endpoint: str | None = None  # the server that answered (backends with several)

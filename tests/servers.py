@@ -52,3 +52,11 @@ def stop(proc: subprocess.Popen) -> None:
             proc.kill()
             proc.wait()
     proc.log.close()  # type: ignore[attr-defined]
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the server at once (a crash, not a shutdown) and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    proc.log.close()  # type: ignore[attr-defined]

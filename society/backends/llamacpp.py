@@ -309,10 +309,16 @@ class LlamaCppBackend(Backend):
             self._cached.clear()
 
     def describe(self) -> dict[str, Any]:
+        """Kind, model, GGUF, llama-cpp-python's version, the device and settings. Replies
+        do not depend on the batch (canonical chunked evaluation, one seed per request), so
+        `batch_invariant` is true; a rerun is identical on the same version and CPU."""
         return {
             "kind": self.kind,
             "model": self.model,
             "gguf": self.gguf.name,
+            "llama_cpp": getattr(self._llama_cpp, "__version__", "?"),
+            "device": "cpu",
+            "batch_invariant": True,
             "n_ctx": self.n_ctx,
             "n_threads": self.n_threads,
             "top_k": self.top_k,

@@ -1,8 +1,8 @@
 """Any OpenAI-compatible chat server: `vllm serve`, llama.cpp's servers, hosted APIs.
 
 A batch is sent as concurrent HTTP requests (at most `max_concurrency` in flight) over
-one or several endpoints (`base_url` may be a list: requests are spread round-robin).
-Only `httpx` is needed, not the `openai` package.
+one or several endpoints (see "Endpoints" below). Only `httpx` is needed, not the
+`openai` package.
 
 Structured output (`structured`): servers disagree on how a JSON schema is passed.
 
@@ -26,12 +26,31 @@ naming the field) is switched to unconstrained choices (the reply then validated
 agent, within its `max_tokens`) and the request resent at once; `"none"` never sends
 them.
 
-Failures: connection errors, timeouts, HTTP 429 and 5xx are retried with exponential
-backoff (`backoff_s * 2**attempt`, times a jitter in [1, 1.5) drawn from a seeded
-`random.Random`, so a run's waits are reproducible); a connection error or timeout moves
-the retry to the next endpoint. Other 4xx fail that request alone (`ChatReply.error`),
-as do 429/5xx once the retries are spent. When a request cannot reach any server after
-all its retries, `generate` raises `BackendError` and the runner stops the run cleanly.
+Endpoints: `base_url` may be a list of URLs (several `vllm serve` instances, one per
+GPU, or any mix of servers). Before each attempt the request goes to the endpoint with the
+fewest requests in flight among those that are up (`society.backends.endpoints`); each
+reply records the endpoint that served it (`ChatReply.endpoint`, the store's
+`llm_calls.endpoint`).
+
+Faults: a connection refused or reset, a timeout (`timeout_s` bounds the whole attempt,
+so a server that sends its headers and then hangs, or trickles its body, is cut off too),
+HTTP 429 and 5xx, a truncated body, a body that is not an OpenAI chat completion (not
+JSON, no `choices`), a body over `max_reply_bytes`, and a reply far over the request's
+`max_tokens` (a server that ignores the limit) are all faults of the endpoint. The
+endpoint is marked down for `cooldown_s` (or the server's Retry-After, if longer) and the
+attempt is retried: at once on another endpoint that is up and that this request has
+not failed on, otherwise after an exponential backoff (`backoff_s * 2**k`, at most
+`max_backoff_s`, times a jitter in [1, 1.5) drawn from a `random.Random` seeded by the
+backend's seed, the request's seed and the attempt, so a run's waits are reproducible and
+never touch the simulation's own random streams), and never sooner than the server's
+Retry-After (capped at `retry_after_cap_s`). After `max_retries` retries `generate` raises
+`BackendError`: the runner stops the run with every committed step intact and says how
+to resume. A 4xx other than 429 is the request's own fault (a prompt over the context,
+say): it fails that request alone (`ChatReply.error`), as before. A reply whose *text*
+is not a valid action is no fault of the server: it is returned as is and the agent's
+repair and fallback path handles it (the invalid-reply rate is in `llm_calls.valid`).
+`stats()` counts replies and failed attempts per endpoint and kind; `waits` lists the
+backoff delays slept (both for tests and post-mortems).
 
 The API key is read from the environment variable named by `api_key_env` and sent as
 `Authorization: Bearer ...`; it never appears in `describe()`, in errors or in logs.
@@ -40,30 +59,77 @@ The API key is read from the environment variable named by `api_key_env` and sen
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import email.utils
+import json
 import logging
 import os
 import random
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from agents.chat import ChatReply, ChatRequest
 from society.backends.base import Backend, BackendError, choice_grammar, openai_logprobs
+from society.backends.endpoints import Endpoint, EndpointPool
 
 log = logging.getLogger(__name__)
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "none")
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600))
-
-
-class _Unreachable(Exception):
-    """Every attempt of one request failed to get any HTTP answer."""
+RETRY_STATUS = frozenset({429}) | frozenset(range(500, 600))
+MAX_REPLY_BYTES = 8 << 20
+"""Largest response body read (8 MiB: a chat reply with top-20 logprobs of 2,000 tokens
+is under 2 MiB); a longer one is a fault, not buffered whole."""
 
 
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def max_reply_chars(max_tokens: int) -> int:
+    """The longest reply text believable for `max_tokens` tokens (no BPE token of the
+    usual vocabularies is anywhere near 32 characters); beyond it the server ignored
+    `max_tokens`."""
+    return 64 + 32 * max(1, int(max_tokens))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    base = time.time() if now is None else now
+    return max(0.0, when.timestamp() - base)
+
+
+class _Unreachable(Exception):
+    """A request spent its retries without a usable reply."""
+
+
+@dataclass
+class _Fault:
+    """One failed attempt: its kind ('refused', 'timeout', 'http 503', ...) and detail."""
+
+    kind: str
+    detail: str
+    retry_after: float | None = None
+
+
+class _Resend:
+    """The endpoint rejected a constraint style; resend at once (not a retry)."""
 
 
 class OpenAIBackend(Backend):
@@ -81,6 +147,10 @@ class OpenAIBackend(Backend):
         timeout_s: float = 120,
         max_retries: int = 4,
         backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        retry_after_cap_s: float = 60.0,
+        cooldown_s: float = 30.0,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
         structured: str = "auto",
         seed: int = 0,
         **options: Any,
@@ -91,27 +161,52 @@ class OpenAIBackend(Backend):
             raise ValueError(
                 f"openai backend: base_url must be a URL or a list of URLs, got {base_url!r}"
             )
-        self.base_urls = [u.strip().rstrip("/") for u in urls]
+        cleaned = [u.strip().rstrip("/") for u in urls]
+        for u in cleaned:
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"openai backend: base_url {u!r} must start with http:// or https://"
+                )
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError(f"openai backend: base_url lists the same URL twice: {cleaned}")
         if structured not in STRUCTURED_MODES:
             raise ValueError(
                 f"openai backend: structured={structured!r}; expected one of {', '.join(STRUCTURED_MODES)}"
             )
         if max_concurrency < 1:
             raise ValueError("openai backend: max_concurrency must be at least 1")
+        for name, value in (
+            ("timeout_s", timeout_s),
+            ("backoff_s", backoff_s),
+            ("max_backoff_s", max_backoff_s),
+            ("retry_after_cap_s", retry_after_cap_s),
+            ("cooldown_s", cooldown_s),
+        ):
+            if not 0 <= float(value) <= 86_400:
+                raise ValueError(f"openai backend: {name}={value!r}; expected 0 to 86400 seconds")
+        if float(timeout_s) <= 0:
+            raise ValueError("openai backend: timeout_s must be above 0")
+        if int(max_reply_bytes) < 1024:
+            raise ValueError("openai backend: max_reply_bytes must be at least 1024")
+        self.base_urls = cleaned
         self.api_key_env = api_key_env
         self.max_concurrency = max_concurrency
         self.timeout_s = float(timeout_s)
         self.max_retries = max(0, int(max_retries))
         self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self.retry_after_cap_s = float(retry_after_cap_s)
+        self.cooldown_s = float(cooldown_s)
+        self.max_reply_bytes = int(max_reply_bytes)
         self.structured = structured
         self.seed = seed
-        # per endpoint: the response_format style in use ("json_schema" | "json_object")
-        self._style = {
-            u: ("json_schema" if structured == "auto" else structured) for u in self.base_urls
-        }
-        # per endpoint: whether choice requests carry their constraint
-        self._choice = {u: structured != "none" for u in self.base_urls}
-        self._next_url = 0  # round-robin position, kept across batches
+        self.pool = EndpointPool(
+            self.base_urls,
+            style="json_schema" if structured == "auto" else structured,
+            choice=structured != "none",
+            cooldown_s=self.cooldown_s,
+        )
+        self.waits: list[float] = []  # backoff delays slept, in order
         self._key = os.environ.get(api_key_env) or None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -123,27 +218,48 @@ class OpenAIBackend(Backend):
     def supports_schema(self) -> bool:
         return self.structured != "none"
 
+    @property
+    def _style(self) -> dict[str, str]:
+        """The response_format style in use per endpoint (read by tests)."""
+        return {e.url: e.style for e in self.pool.endpoints}
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per endpoint: replies served, failed attempts (by kind), requests in flight."""
+        return self.pool.stats()
+
     def describe(self) -> dict[str, Any]:
+        """Kind, model, endpoints and the retry settings; the engine behind the URLs is
+        the servers' (a `vllm serve` records nothing here: start it with
+        VLLM_BATCH_INVARIANT=1 and say so in the scenario's name or notes)."""
+        import httpx
+
         return {
             "kind": self.kind,
             "model": self.model,
             "base_urls": list(self.base_urls),
             "structured": self.structured,
+            "client": f"httpx {httpx.__version__}",
+            "device": "remote",
+            "batch_invariant": None,  # decided by each server, unknown to the client
+            "retries": {
+                "max_retries": self.max_retries,
+                "backoff_s": self.backoff_s,
+                "timeout_s": self.timeout_s,
+                "cooldown_s": self.cooldown_s,
+            },
         }
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
         if not requests:
             return []
-        with self._lock:
+        with self._lock:  # only the loop's creation; calls from several threads overlap
             loop = self._ensure_loop()
-            start = self._next_url
-            self._next_url = (start + len(requests)) % len(self.base_urls)
-            future = asyncio.run_coroutine_threadsafe(self._batch(list(requests), start), loop)
-            try:
-                return future.result()
-            except KeyboardInterrupt:
-                future.cancel()
-                raise
+        future = asyncio.run_coroutine_threadsafe(self._batch(list(requests)), loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -226,26 +342,24 @@ class OpenAIBackend(Backend):
             body["top_logprobs"] = r.logprobs
         return body
 
-    def _delay(self, r: ChatRequest, index: int, attempt: int, retry_after: str | None) -> float:
+    def _delay(self, r: ChatRequest, index: int, attempt: int, retry_after: float | None) -> float:
+        # A private generator: waits are reproducible and the simulation's streams untouched.
         rng = random.Random(f"{self.seed}:{r.seed}:{index}:{attempt}")
-        delay = self.backoff_s * (2**attempt) * (1.0 + 0.5 * rng.random())
-        if retry_after:
-            try:
-                delay = max(delay, min(float(retry_after), 60.0))
-            except ValueError:
-                pass
+        delay = min(self.backoff_s * (2**attempt), self.max_backoff_s)
+        delay *= 1.0 + 0.5 * rng.random()
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.retry_after_cap_s))
         return delay
 
-    async def _batch(self, requests: list[ChatRequest], start: int) -> list[ChatReply]:
+    async def _batch(self, requests: list[ChatRequest]) -> list[ChatReply]:
         import httpx
 
         client = self._get_client()
         sem = asyncio.Semaphore(self.max_concurrency)
-        n = len(self.base_urls)
 
         async def one(i: int, r: ChatRequest) -> ChatReply:
             async with sem:
-                return await self._one(client, httpx, r, i, (start + i) % n)
+                return await self._one(client, httpx, r, i)
 
         try:
             async with asyncio.TaskGroup() as tg:
@@ -254,90 +368,149 @@ class OpenAIBackend(Backend):
             raise BackendError(str(group.exceptions[0])) from None
         return [t.result() for t in tasks]
 
-    async def _one(
-        self, client: Any, httpx: Any, r: ChatRequest, index: int, url_i: int
-    ) -> ChatReply:
+    async def _one(self, client: Any, httpx: Any, r: ChatRequest, index: int) -> ChatReply:
         t0 = time.perf_counter()
-        attempt = 0
-        last = ""
+        attempt = 0  # failed attempts so far
+        failed_on: set[str] = set()
         while True:
-            url = self.base_urls[url_i]
-            style = self._style[url]
-            retry_after = None
+            ep = self.pool.pick(avoid=failed_on)
+            ep.outstanding += 1
             try:
-                body = self._body(r, style, self._choice[url])
-                resp = await client.post(f"{url}/chat/completions", json=body)
-            except (httpx.TransportError, httpx.TimeoutException) as exc:
-                kind = (
-                    "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
+                outcome = await self._attempt(client, httpx, r, ep, t0)
+            finally:
+                ep.outstanding -= 1
+            if isinstance(outcome, ChatReply):
+                return outcome
+            if isinstance(outcome, _Resend):
+                continue
+            self.pool.failed(ep, outcome.kind, outcome.detail, down_s=outcome.retry_after)
+            failed_on.add(ep.url)
+            if attempt >= self.max_retries:
+                verb = (
+                    "cannot reach"
+                    if outcome.kind in ("refused", "timeout")
+                    else "no usable reply from"
                 )
-                detail = self._redact(str(exc))
-                last = (
-                    f"{kind}: {type(exc).__name__}: {detail}"
-                    if detail
-                    else f"{kind}: {type(exc).__name__}"
+                where = f" on {len(failed_on)} endpoints" if len(failed_on) > 1 else ""
+                raise _Unreachable(  # the detail clipped, the attempt count always shown
+                    f"openai backend: {verb} {ep.url}: {_one_line(outcome.detail, 200)} "
+                    f"(after {attempt + 1} attempts{where})"
                 )
-                if attempt >= self.max_retries:
-                    raise _Unreachable(
-                        _one_line(
-                            f"openai backend: cannot reach {url}: {last} "
-                            f"(after {attempt + 1} attempts)"
-                        )
-                    ) from None
-                url_i = (url_i + 1) % len(self.base_urls)  # fail over to the next endpoint
-            else:
-                if resp.status_code == 200:
-                    return self._reply(resp, url, time.perf_counter() - t0)
-                text = self._redact(resp.text)  # some servers echo the credentials
-                if (
-                    self.structured == "auto"
-                    and style == "json_schema"
-                    and r.json_schema
-                    and resp.status_code in (400, 422, 500)
-                    and "response_format" in text
-                ):
-                    log.info("openai backend: %s rejects json_schema; using json_object", url)
-                    self._style[url] = "json_object"
-                    continue  # resend at once, not a retry
-                if (
-                    self.structured == "auto"
-                    and r.choice
-                    and self._choice[url]
-                    and resp.status_code in (400, 422)
-                    and ("grammar" in text or "structured_outputs" in text)
-                ):
-                    log.info("openai backend: %s rejects choice constraints; sending none", url)
-                    self._choice[url] = False
-                    continue  # resend at once, not a retry
-                last = f"HTTP {resp.status_code} from {url}: {_one_line(text)}"
-                if resp.status_code not in RETRY_STATUS or attempt >= self.max_retries:
-                    return ChatReply.failed(f"openai: {last}", time.perf_counter() - t0)
-                retry_after = resp.headers.get("retry-after")
-            delay = self._delay(r, index, attempt, retry_after)
-            log.debug("openai backend: retry %d in %.2fs (%s)", attempt + 1, delay, last)
-            await asyncio.sleep(delay)
             attempt += 1
+            if not self.pool.all_down(avoid=failed_on):
+                log.debug(
+                    "openai backend: %s failed (%s); trying another endpoint",
+                    ep.url,
+                    outcome.detail,
+                )
+                continue  # fail over at once: another endpoint is up
+            delay = self._delay(r, index, attempt - 1, outcome.retry_after)
+            self.waits.append(delay)
+            log.debug("openai backend: retry %d in %.2fs (%s)", attempt, delay, outcome.detail)
+            await asyncio.sleep(delay)
 
-    def _reply(self, resp: Any, url: str, latency: float) -> ChatReply:
+    async def _attempt(
+        self, client: Any, httpx: Any, r: ChatRequest, ep: Endpoint, t0: float
+    ) -> ChatReply | _Fault | _Resend:
+        """One POST to `ep`: a reply (possibly a per-request error), a fault, or a resend."""
+        url = ep.url
+        style = ep.style
+        body = self._body(r, style, ep.choice)
         try:
-            data = resp.json()
-            choice = data["choices"][0]
-            text = (choice.get("message") or {}).get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            return ChatReply.failed(
-                f"openai: malformed reply from {url}: {type(exc).__name__}: "
-                f"{_one_line(self._redact(resp.text), 200)}",
-                latency,
+            # The deadline covers the whole exchange: headers, then a body that may hang.
+            async with asyncio.timeout(self.timeout_s):
+                async with client.stream("POST", f"{url}/chat/completions", json=body) as resp:
+                    data = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        data += chunk
+                        if len(data) > self.max_reply_bytes:
+                            return _Fault(
+                                "too large",
+                                f"reply body over {self.max_reply_bytes} bytes",
+                            )
+                    status, headers = resp.status_code, resp.headers
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            return _Fault("timeout", f"timed out after {self.timeout_s:g} s: {type(exc).__name__}")
+        except httpx.TransportError as exc:
+            kind = "refused" if isinstance(exc, httpx.ConnectError) else "broken"
+            detail = self._redact(str(exc))
+            label = "connection failed" if kind == "refused" else "connection broken"
+            return _Fault(
+                kind, f"{label}: {type(exc).__name__}" + (f": {detail}" if detail else "")
             )
-        usage = data.get("usage") or {}
+        text = self._redact(bytes(data).decode("utf-8", errors="replace"))
+        if status == 200:
+            return self._reply(text, r, ep, time.perf_counter() - t0)
+        if (
+            self.structured == "auto"
+            and style == "json_schema"
+            and r.json_schema
+            and status in (400, 422, 500)
+            and "response_format" in text
+        ):
+            log.info("openai backend: %s rejects json_schema; using json_object", url)
+            ep.style = "json_object"
+            return _Resend()
+        if (
+            self.structured == "auto"
+            and r.choice
+            and ep.choice
+            and status in (400, 422)
+            and ("grammar" in text or "structured_outputs" in text)
+        ):
+            log.info("openai backend: %s rejects choice constraints; sending none", url)
+            ep.choice = False
+            return _Resend()
+        if status in RETRY_STATUS:
+            retry_after = parse_retry_after(headers.get("retry-after"))
+            return _Fault(f"http {status}", f"HTTP {status}: {_one_line(text)}", retry_after)
+        last = f"HTTP {status} from {url}: {_one_line(text)}"
+        ep.served += 1  # the server answered; the request itself was refused
+        reply = ChatReply.failed(f"openai: {last}", time.perf_counter() - t0)
+        reply.endpoint = url
+        return reply
+
+    def _reply(self, text: str, r: ChatRequest, ep: Endpoint, latency: float) -> ChatReply | _Fault:
+        try:
+            data = json.loads(text)
+            choice = data["choices"][0]
+            content = (choice.get("message") or {}).get("content") or ""
+            if not isinstance(content, str):
+                raise TypeError(f"content is {type(content).__name__}")
+            logprobs = openai_logprobs(choice.get("logprobs"))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            return _Fault(
+                "malformed",
+                f"malformed reply: {type(exc).__name__}: {_one_line(text, 200)}",
+            )
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        completion_tokens = _int(usage.get("completion_tokens"))
+        if (
+            len(content) > max_reply_chars(r.max_tokens)
+            or completion_tokens > 2 * r.max_tokens + 16
+        ):
+            return _Fault(
+                "over max_tokens",
+                f"a reply of {len(content)} characters, {completion_tokens} tokens "
+                f"for max_tokens={r.max_tokens}: the server ignores max_tokens",
+            )
+        self.pool.succeeded(ep)
         return ChatReply(
-            text=text,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            text=content,
+            prompt_tokens=_int(usage.get("prompt_tokens")),
+            completion_tokens=completion_tokens,
             latency_s=latency,
-            logprobs=openai_logprobs(choice.get("logprobs")),
+            logprobs=logprobs,
             finish_reason=choice.get("finish_reason"),
+            endpoint=ep.url,
         )
 
 
-__all__ = ["OpenAIBackend", "STRUCTURED_MODES"]
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+__all__ = ["OpenAIBackend", "STRUCTURED_MODES", "max_reply_chars", "parse_retry_after"]

@@ -84,6 +84,35 @@ def _cpu_has_bf16() -> bool:
     return False
 
 
+def _device(on_cpu: bool) -> dict[str, Any]:
+    """The device the engine runs on, and the torch (and CUDA) build, for the run's meta."""
+    out: dict[str, Any] = {"device": "cpu"}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+        if not on_cpu and torch.cuda.is_available():
+            n = torch.cuda.device_count()
+            out["device"] = (
+                f"{torch.cuda.get_device_name(0)} x{n}" if n > 1 else torch.cuda.get_device_name(0)
+            )
+            out["cuda"] = torch.version.cuda
+    except Exception:  # pragma: no cover - torch missing or no driver: recorded as unknown
+        out.setdefault("torch", None)
+    return out
+
+
+def _batch_invariant() -> bool:
+    """Whether vLLM runs its batch-invariant kernels (env VLLM_BATCH_INVARIANT=1): replies
+    then do not depend on what else is in the batch (GPUs of compute capability >= 8)."""
+    try:
+        import vllm.envs as envs
+
+        return bool(envs.VLLM_BATCH_INVARIANT)
+    except Exception:  # pragma: no cover - an older vLLM without the option
+        return os.environ.get("VLLM_BATCH_INVARIANT", "0") not in ("", "0")
+
+
 def _jsonable(v: Any) -> bool:
     try:
         json.dumps(v)
@@ -213,6 +242,8 @@ class VLLMBackend(Backend):
             # size avoids both (VLLM_CPU_KVCACHE_SPACE or engine_kwargs override it).
             kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
         self._engine_args = {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")}
+        self._device = _device(self.on_cpu)
+        self._batch_invariant = _batch_invariant()
         self._lock = threading.Lock()
         try:
             self._llm: Any = LLM(**kwargs)
@@ -330,13 +361,18 @@ class VLLMBackend(Backend):
     # -- bookkeeping ------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        """Kind, model as given, the resolved path, vLLM version and the engine arguments."""
+        """Kind, model as given, the resolved path, the vLLM and torch versions, the
+        device, whether vLLM's batch-invariant mode is on (`VLLM_BATCH_INVARIANT=1`) and
+        the engine arguments: what a rerun compares to know whether it should be
+        identical (same versions, device and settings, batch invariance on)."""
         return {
             "kind": self.kind,
             "model": self.model,
             "path": self.path,
             "vllm": self._vllm_version,
             "on_cpu": self.on_cpu,
+            **self._device,
+            "batch_invariant": self._batch_invariant,
             "engine_args": {k: v for k, v in self._engine_args.items() if _jsonable(v)},
         }
 
