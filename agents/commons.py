@@ -345,6 +345,8 @@ class LLMCommoner:
         context = self.context(obs)
         question = self.question(obs, names)
         user = f"{context}\n{question}" if context else question
+        # The name comes after the rules (shared by all, first): the prefix cache keeps them.
+        user = f"{self.prompts.render('commons.name', name=name)}\n{user}"
         return [
             {"role": "system", "content": self.system_prompt(obs, name)},
             {"role": "user", "content": user},

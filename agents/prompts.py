@@ -227,9 +227,11 @@ DEFAULTS: dict[str, str] = {
     ),
     # Commons dilemma (after GovSim: Piatti et al., NeurIPS 2024); texts written for this
     # project. One rules text per framing (fishery, pasture, pollution) with its unit and
-    # stock sentence; the phase templates are shared.
+    # stock sentence; the phase templates are shared. The rules are the same for every
+    # agent (a whole shared system message: every engine's prefix cache keeps it); the
+    # agent's name opens its own user message.
     "commons.fishery.system": (
-        "{persona}You are {name}, one of {n} fishermen who fish the same lake. The lake "
+        "{persona}You are one of {n} fishermen who fish the same lake. The lake "
         "holds at most {capacity} tons of fish. Each month, every fisherman decides on his "
         "own how many tons to catch; each ton caught earns one unit of income. After the "
         "fishing, the fish left in the lake multiply by {growth}, up to the lake's limit of "
@@ -240,7 +242,7 @@ DEFAULTS: dict[str, str] = {
     "commons.fishery.unit": "tons of fish",
     "commons.fishery.stock": "There are {stock} tons of fish in the lake.",
     "commons.pasture.system": (
-        "{persona}You are {name}, one of {n} shepherds who share one pasture. The pasture "
+        "{persona}You are one of {n} shepherds who share one pasture. The pasture "
         "has at most {capacity} hectares of grass. Each month, every shepherd decides on "
         "his own how many flocks of sheep to send to graze; each flock eats one hectare of "
         "grass and earns one unit of income. After the grazing, the grass left grows by a "
@@ -252,7 +254,7 @@ DEFAULTS: dict[str, str] = {
     "commons.pasture.unit": "hectares of grass",
     "commons.pasture.stock": "There are {stock} hectares of grass on the pasture.",
     "commons.pollution.system": (
-        "{persona}You are {name}, one of {n} factory owners along one river. The river can "
+        "{persona}You are one of {n} factory owners along one river. The river can "
         "absorb at most {capacity} units of pollution. Each month, every factory owner "
         "decides on his own how many pallets of goods to produce; each pallet earns one "
         "unit of income and uses up one unit of the river's capacity to absorb pollution. "
@@ -264,6 +266,7 @@ DEFAULTS: dict[str, str] = {
     ),
     "commons.pollution.unit": "units of the river's capacity",
     "commons.pollution.stock": "The river can still absorb {stock} units of pollution.",
+    "commons.name": "Your name is {name}.",
     "commons.memory": "Your notes from earlier months: {memory}",
     "commons.history": (
         "In month {month}, the stock was {stock} {unit}; everyone together took {total} "

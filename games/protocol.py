@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol
 
@@ -524,6 +524,25 @@ class Game(ABC):
     def total_steps(self) -> int | None:
         """Steps of the whole game when known in advance (for the progress bar)."""
         return None
+
+    def subgames(self) -> dict[Hashable, Game] | None:
+        """The game split into independent instances, or None (the default): instances
+        that interact, or a game that draws randomness after setup.
+
+        Each value is a sub-game, built from this game's current state and sharing no
+        mutable state with it, whose every step gives exactly the turns (agent, partner,
+        purpose, observation, spec, fallback; in order) that this game gives at the same
+        step to the turns whose :meth:`instance_key` is the key, and whose ``apply``
+        takes their actions alone. Neither this game nor a sub-game may draw from the
+        ``rng`` during play (the loop checks it), so an instance's results depend on its
+        own actions only: the loop may advance each instance at its own pace (out-of-order
+        stepping against server backends) and still record what lockstep records.
+        """
+        return None
+
+    def instance_key(self, turn: Turn) -> Hashable:
+        """Which of :meth:`subgames` a turn belongs to (default: ``turn.instance``)."""
+        return turn.instance
 
     def fitness(self) -> dict[int, tuple[float, dict[str, Any] | None]]:
         """Per slot, its fitness when the game is over and optional detail (for evolution)."""

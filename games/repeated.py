@@ -7,7 +7,7 @@ an option off never shifts the random stream of the rest of a run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
@@ -144,6 +144,13 @@ class RepeatedGameRules:
 
 
 # -- the game protocol ------------------------------------------------------------------
+def _one_pair(
+    pair: tuple[int, int], round_: int, rng: np.random.Generator
+) -> list[tuple[int, int]]:
+    """The pairs of a one-match sub-game (:meth:`RepeatedGame.subgames`)."""
+    return [pair]
+
+
 MOVES = ("C", "D")  # how moves are recorded: option 0 is 'C', option 1 is 'D'
 
 
@@ -345,6 +352,28 @@ class RepeatedGame(Game):
         self._active = []
         self.round += 1
         return events
+
+    def subgames(self) -> dict[Hashable, Game] | None:
+        """Each fixed match as a game of its own (keyed by its turns' ``instance``), when
+        nothing is drawn during play: static pairs, no noise, no shuffled options (match
+        lengths, continuation included, are drawn at setup and copied)."""
+        rules = self.rules
+        if not self.static or rules.noise or rules.shuffle_options:
+            return None
+        scratch = np.random.default_rng(0)  # static pairs and copied lengths draw nothing real
+        out: dict[Hashable, Game] = {}
+        for k, pair in enumerate(self.pairs(self.round, scratch)):
+            hi, hj = self.hist[pair]
+            sub = RepeatedGame(
+                rules, partial(_one_pair, pair), static=True, rng=scratch,
+                reveal_rounds=self.reveal_rounds, fallback=self.fallback,
+                fitness=self.fitness_rule,
+            )  # fmt: skip
+            sub.hist = {pair: (list(hi), list(hj))}  # its own lists: it plays ahead alone
+            sub.lengths = {pair: self.lengths[pair]}
+            sub.round = self.round
+            out[k] = sub
+        return out
 
     def record(self, turn: Turn, action: Any) -> tuple[str | None, float | None, Any]:
         return MOVES[action], action, None

@@ -37,6 +37,7 @@ from society.decide import Decider, Job
 from society.errors import UserError
 from society.evolution import Individual, make_evolution
 from society.network import build_network
+from society.out_of_order import Ahead, NeedsLockstep
 from society.population import Member, Slot, agent_row, display_name, initial_slots
 from society.records import AgentRow, DecisionRow, EventRow, LifeKind, Source
 from society.registry import GameKind, Setup, game_kind
@@ -133,6 +134,11 @@ class Engine:
         # Generations are recorded (fitness, survivors) when there is more than one, and
         # always for games with a strategy step (cultural evolution is their point).
         self.evolving = self.generations > 1 or kind.strategy_step
+        # Out-of-order stepping (`run.stepping`): independent instances run ahead of the
+        # committed step (`society.out_of_order`); None while none runs.
+        self.out_of_order = scenario.run.stepping == "out_of_order"
+        self._ahead: Ahead | None = None
+        self._lockstep_game = False  # this game cannot run ahead: lockstep until its end
         # -- state (everything below is in get_state) --
         self.rng = np.random.default_rng(scenario.seed)
         self.step_no = 0
@@ -219,6 +225,7 @@ class Engine:
         else:
             rec = self._play_step(decider)
             if self.game.done:
+                self._stop_ahead(decider)
                 self._end_generation(rec)
         self.step_no += 1
         return rec
@@ -236,9 +243,54 @@ class Engine:
                 strategy = s.spec["name"] if s.spec else None
             rec.agents.append(agent_row(s, group, self.backends[s.group], strategy=strategy))
 
+    def llm_job(self, turn: Turn, step: int) -> Job:
+        """The job of an LLM slot's turn played at ``step`` (its tags fix its seeds)."""
+        slot = turn[0]
+        tags = {"agent": self._ids[slot], "round": step, "generation": self.generation}
+        if turn.partner is not None:
+            tags["partner"] = self._ids[turn.partner]
+        me = self.member(slot)
+        return Job.for_member(me, self._policy[slot].answer(turn, me, tags))
+
+    def _start_ahead(self, decider: Decider) -> Ahead | None:
+        """The running instances of this game, started at its first step (out-of-order)."""
+        if self._ahead is None and self.out_of_order and self._any_llm and not self._lockstep_game:
+            subs = self.game.subgames()
+            if subs is None:
+                self._lockstep_game = True
+                return None
+            try:
+                self._ahead = Ahead(self, subs, self.step_no, decider)
+            except NeedsLockstep:
+                self._stop_ahead(decider, lockstep=True)
+        return self._ahead
+
+    def _stop_ahead(self, decider: Decider, *, lockstep: bool = False) -> None:
+        if self._ahead is not None and decider.busy():
+            decider.abandon()
+        self._ahead = None
+        self._lockstep_game = lockstep
+
+    def _resolve(
+        self, decider: Decider, jobs: list[tuple[int, Job]], turns: list[Turn], r: int
+    ) -> list[tuple[int, Job]]:
+        """Answer the step's LLM jobs: from the instances running ahead, else in lockstep."""
+        ahead = self._ahead
+        if ahead is not None:
+            try:
+                jobs = ahead.match(self.game, turns, jobs, r)
+            except NeedsLockstep:
+                self._stop_ahead(decider, lockstep=True)
+            else:
+                decider.commit([job for _, job in jobs], r)
+                return jobs
+        decider.run([job for _, job in jobs], r)
+        return jobs
+
     def _play_step(self, decider: Decider) -> StepRecord:
         g, r = self.generation, self.step_no
         game, rng = self.game, self.rng
+        ahead = self._start_ahead(decider)
         pos = game.position()
         rec = StepRecord(round=r, generation=g, game=pos.game, round_in_game=pos.round_in_game)
         if not self.kind.strategy_step and r == self._births_at:
@@ -251,7 +303,7 @@ class Engine:
         calls: list[int | None] = [None] * n
         extra: list[dict[str, Any] | None] = [None] * n
         jobs: list[tuple[int, Job]] = []
-        policy, is_llm, ids = self._policy, self._is_llm, self._ids
+        policy, is_llm = self._policy, self._is_llm
         if not self._any_llm:  # a scripted population: one tight pass (the hot path)
             act = self._act  # bound once per binding: this runs for every scripted move
             acted = [act[t[0]](t, rng) for t in turns]
@@ -276,13 +328,9 @@ class Engine:
                 actions[k] = turn.fallback
                 source[k] = _FORCED
             else:
-                tags = {"agent": ids[slot], "round": r, "generation": g}
-                if turn.partner is not None:
-                    tags["partner"] = ids[turn.partner]
-                me = self.member(slot)
-                jobs.append((k, Job.for_member(me, policy[slot].answer(turn, me, tags))))
+                jobs.append((k, self.llm_job(turn, r)))
         if jobs:
-            decider.run([job for _, job in jobs], r)
+            jobs = self._resolve(decider, jobs, turns, r)
             for k, job in jobs:
                 answer: Answer = job.result
                 calls[k] = job.last_call_id
@@ -298,6 +346,8 @@ class Engine:
                 else:
                     actions[k] = turn.fallback
                     valid[k], source[k] = 0, _FALLBACK
+        elif ahead is not None and self._ahead is not None:
+            ahead.wait_for(r)  # a step without LLM turns: the instances pass it too
         events = game.apply(turns, actions, rng)
         texts, values, datas = game.records(turns, actions)
         if jobs:  # what LLM policies add (e.g. a prediction, a reasoning) joins the data
@@ -523,6 +573,7 @@ class Engine:
             self.slots = [Slot(**s) for s in state["slots"]]
             self.game = self.kind.new_game(self.setup, np.random.default_rng(0))
             self.game.set_state(state["game"])
+            self._ahead, self._lockstep_game = None, False
         except (TypeError, ValueError, KeyError) as exc:
             raise UserError(f"checkpoint: does not fit this scenario's game ({exc})") from None
         if self.phase not in ("strategy", "play", "over") or len(self.slots) != self.setup.n:

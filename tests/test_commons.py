@@ -316,8 +316,10 @@ def test_framings_tell_the_same_rules(framing, words):
     game = CommonsGame(RULES, 5)
     obs = game.pending(np.random.default_rng(0))[0].observation
     system, user = (m["content"] for m in commoner(framing).messages(obs, "Agent 0", []))
-    for w in (*words, "Agent 0", "one of 5", "12 months", "5 "):
+    for w in (*words, "one of 5", "12 months", "5 "):
         assert w in system, (framing, w)
+    # The rules are every agent's (shared first: the prefix cache); the name opens the user's.
+    assert "Agent 0" not in system and user.startswith("Your name is Agent 0.\n")
     assert "month 1 of 12" in user and "from 0 to 100" in user and '{"amount": N}' in user
 
 
@@ -339,7 +341,9 @@ def test_prompts_carry_report_messages_memory_and_history():
     game.apply(reflect, ["keep to 10", "x", "y"], rng)
     harvest = game.pending(rng)
     user = llm.messages(harvest[0].observation, "Agent 0", names)[1]["content"]
-    assert user.startswith("Your notes from earlier months: keep to 10\nIn month 1, the stock")
+    assert user.startswith(
+        "Your name is Agent 0.\nYour notes from earlier months: keep to 10\nIn month 1, the stock"
+    )
     assert "everyone together took 60 (you took 10); 40 were left and it grew back to 80." in user
     hinted = commoner(universalization=True).messages(harvest[0].observation, "A", names)
     assert "at most 13.33 tons of fish this month" in hinted[1]["content"]  # 40 / 3
