@@ -2,13 +2,14 @@
 
 Both play identical work: the same deterministic strategies, every pair once
 (self-interactions included, as axelrod plays them), the same number of turns and
-payoffs (R=3, S=0, T=5, P=1). `society` writes every decision and payoff to its
-SQLite store with a checkpoint per round; axelrod keeps its interactions in a
+payoffs (R=3, S=0, T=5, P=1). `society` (its vectorised scripted engine,
+`society.vector`, and the generic one) writes every decision and payoff to its SQLite
+store with a checkpoint per round; axelrod keeps its interactions in a
 temporary file and builds its result set. A second axelrod figure plays the same
 matches with `axelrod.Match` alone (no result set), the leanest peer baseline.
 Prints the wall times and the ratios.
 
-    python bench/tournament.py [--turns 200] [--copies 1] [--repeat 3]
+    python bench/tournament.py [--turns 200] [--copies 1] [--repeat 3] [--skip-tournament]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ PAIRS = [
 ]
 
 
-def scenario(turns: int, copies: int = 1) -> dict:
+def scenario(turns: int, copies: int = 1, engine: str = "auto") -> dict:
     """The tournament as a society scenario (self-play on, to match axelrod's work)."""
     groups = [
         {"name": f"{name}-{c}" if copies > 1 else name, "count": 1, "strategy": name}
@@ -48,23 +49,46 @@ def scenario(turns: int, copies: int = 1) -> dict:
         "population": {"groups": groups},
         "matching": {"kind": "round_robin", "self_play": True},
         "game": {"kind": "repeated_2x2", "preset": "prisoners_dilemma_classic", "rounds": turns},
+        "run": {"engine": engine},
     }
 
 
-def run_society(turns: int, copies: int, out: Path) -> dict[int, float]:
+def run_society(turns: int, copies: int, out: Path, engine: str = "auto") -> dict[int, float]:
     """Play the tournament in society; scores per agent index without self-interactions."""
+    return run_society_timed(turns, copies, out, engine)[0]
+
+
+def run_society_timed(
+    turns: int, copies: int, out: Path, engine: str = "auto"
+) -> tuple[dict[int, float], float]:
+    """`run_society`, and the seconds of its play loop alone (every step played and
+    committed; the store's creation left out)."""
     import sqlite3
 
     from society.runner import start_run
     from society.scenario import resolve
 
-    res = start_run(resolve(scenario(turns, copies), "bench"), out, quiet=True)
+    res = start_run(resolve(scenario(turns, copies, engine), "bench"), out, quiet=True)
     conn = sqlite3.connect(res.run_dir / "run.sqlite")
     rows = conn.execute(
         "SELECT agent_id, SUM(value) FROM events WHERE agent_id != partner_id GROUP BY agent_id"
     ).fetchall()
     conn.close()
-    return {a: s for a, s in rows}
+    return {a: s for a, s in rows}, res.wall_s
+
+
+def run_vector_steps(turns: int, copies: int) -> float:
+    """Seconds of the vectorised engine's steps alone, rows built but not stored: what the
+    store's commits add is the difference to the play loop's figure."""
+    from society.scenario import resolve
+    from society.vector import VectorEngine
+
+    engine = VectorEngine(resolve(scenario(turns, copies, "vector"), "bench"))
+    t0 = time.perf_counter()
+    while not engine.done:
+        engine.step()
+        engine.checkpoint()
+    return time.perf_counter() - t0
 
 
 def run_axelrod(turns: int, copies: int) -> dict[int, float]:
@@ -102,6 +126,9 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=200)
     ap.add_argument("--copies", type=int, default=1, help="copies of each strategy")
     ap.add_argument("--repeat", type=int, default=3, help="timed repetitions (median shown)")
+    ap.add_argument(
+        "--skip-tournament", action="store_true", help="leave out axelrod's slow Tournament"
+    )
     args = ap.parse_args()
 
     # Both libraries imported before timing: axelrod's import alone takes seconds.
@@ -110,38 +137,48 @@ def main() -> None:
     import society.engine  # noqa: F401
     import society.runner  # noqa: F401
 
-    t_soc, t_axl, t_match = [], [], []
+    t_soc, t_play, t_steps, t_gen, t_axl, t_match = [], [], [], [], [], []
     for k in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            s = run_society(args.turns, args.copies, Path(tmp) / f"run{k}")
+            s, play = run_society_timed(args.turns, args.copies, Path(tmp) / f"run{k}", "vector")
             t_soc.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        a = run_axelrod(args.turns, args.copies)
-        t_axl.append(time.perf_counter() - t0)
+            t_play.append(play)
+            t_steps.append(run_vector_steps(args.turns, args.copies))
+            t0 = time.perf_counter()
+            g = run_society(args.turns, args.copies, Path(tmp) / f"gen{k}", "generic")
+            t_gen.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         m = run_axelrod_matches(args.turns, args.copies)
         t_match.append(time.perf_counter() - t0)
-        assert s == a == m, f"scores differ: society {s} vs axelrod {a} / {m}"
+        if not args.skip_tournament:
+            t0 = time.perf_counter()
+            a = run_axelrod(args.turns, args.copies)
+            t_axl.append(time.perf_counter() - t0)
+            assert a == m, f"axelrod's scores differ: {a} / {m}"
+        assert s == g == m, f"scores differ: society {s} / generic {g} vs axelrod {m}"
     n = len(PAIRS) * args.copies
     matches = n * (n + 1) // 2
-    soc, axl_, match = (
-        statistics.median(t_soc),
-        statistics.median(t_axl),
-        statistics.median(t_match),
-    )
+    med = statistics.median
+    soc, play, gen, match = med(t_soc), med(t_play), med(t_gen), med(t_match)
+    steps = med(t_steps)
+    r = args.repeat
     print(f"tournament: {n} players, {matches} matches x {args.turns} turns (identical scores)")
-    print(f"society  : {soc:8.3f} s  (median of {args.repeat}; includes the SQLite store)")
+    print(f"society vector : {soc:8.3f} s  (whole run: store created, every step committed)")
+    print(f"  of which play: {play:8.3f} s  (the step loop: every step played and committed)")
+    print(f"  steps alone  : {steps:8.3f} s  (the same steps, rows built, nothing stored)")
+    print(f"society generic: {gen:8.3f} s  (run.engine=generic, whole run)")
+    if t_axl:
+        print(f"axelrod        : {med(t_axl):8.3f} s  (Tournament.play, incl. its result set)")
+    print(f"axelrod        : {match:8.3f} s  (the same matches with Match.play only)")
+    print(f"(medians of {r})")
     print(
-        f"axelrod  : {axl_:8.3f} s  (Tournament.play, incl. its result set; median of {args.repeat})"
+        f"ratio axelrod Match / society: {match / soc:.2f}x whole run, {match / play:.2f}x "
+        f"play loop, {match / steps:.2f}x steps without the store (>1 means society is "
+        f"faster); vector / generic: {gen / soc:.2f}x whole run"
     )
-    print(
-        f"axelrod  : {match:8.3f} s  (the same matches with Match.play only; median of {args.repeat})"
-    )
-    print(
-        f"ratio axelrod/society: {axl_ / soc:.2f}x tournament, {match / soc:.2f}x matches only "
-        "(>1 means society is faster)"
-    )
+    if t_axl:
+        print(f"ratio axelrod Tournament / society: {med(t_axl) / soc:.2f}x")
 
 
 if __name__ == "__main__":
