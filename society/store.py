@@ -9,16 +9,72 @@ the contract between the runtime and the analysis package.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from society.errors import UserError
 from society.records import AgentRow, CallRow, DecisionRow, EventRow, StepRow
+
+try:  # POSIX; elsewhere runs are not locked (see RunLock)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 FORMAT_VERSION = "2"  # 2: decisions.data, JSON checkpoints, meta resolved_game
 DB_NAME = "run.sqlite"
+LOCK_NAME = "run.lock"
+
+
+class StoreError(UserError):
+    """A run store that cannot be used: not SQLite, damaged, of another format, not
+    writable, full, or in use by another process. One line naming the path."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class RunLock:
+    """An exclusive OS lock (``flock``) on ``RUN_DIR/run.lock``, held while a process
+    writes the run. The kernel drops it when the process dies, however it dies, so a
+    killed run never blocks a later ``society resume``; a live one refuses a second."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / LOCK_NAME
+        self._file: IO[str] | None = None
+        try:
+            f = open(self.path, "a+")  # noqa: SIM115 (held until release)
+        except OSError as exc:
+            raise StoreError(
+                f"{run_dir}: cannot write in the run directory ({exc.strerror or exc})"
+            ) from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().strip() or "?"
+                f.close()
+                raise StoreError(
+                    f"{run_dir}: the run is in use by another society process (pid {holder}); "
+                    "wait for it to end or stop it, then `society resume` it"
+                ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        """Drop the lock (closing the file releases the flock)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -94,7 +150,8 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     prompt_tokens      INTEGER,
     completion_tokens  INTEGER,
     latency_s          REAL,
-    logprobs           TEXT             -- JSON or NULL
+    logprobs           TEXT,            -- JSON or NULL
+    endpoint           TEXT             -- the server that answered (openai backend), or NULL
 );
 -- The latest checkpoint only, as versioned JSON (never pickle: opening a store from
 -- elsewhere must not run code). Part 'state' is written with every step; a large part
@@ -123,6 +180,8 @@ def _insert_sql(table: str, cols: Sequence[str]) -> str:
 # Built once: a step commits several statements and a fast run commits thousands of steps.
 _INSERT_AGENTS = _insert_sql("agents", AGENT_COLS)
 _INSERT_CALLS = _insert_sql("llm_calls", LLM_CALL_COLS)
+# Call rows without `endpoint`: rows built before it existed, and stores made before it.
+_INSERT_CALLS_NO_ENDPOINT = _insert_sql("llm_calls", LLM_CALL_COLS[:-1])
 _INSERT_DECISIONS = _insert_sql("decisions", DECISION_COLS)
 _INSERT_DECISIONS_NO_DATA = _insert_sql("decisions", DECISION_COLS[:-1])
 _INSERT_EVENTS = _insert_sql("events", EVENT_COLS)
@@ -136,27 +195,104 @@ class RunStore:
     Rows are the named tuples of `society.records` (or plain tuples in their order).
     """
 
-    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = False,
+        meta: Mapping[str, Any] | None = None,
+        check: bool = False,
+    ) -> None:
+        """Open a store; ``create`` makes a new one (with ``meta``), atomically when the
+        file does not exist yet: it appears whole, schema and metadata, or not at all, so a
+        run killed while it starts never leaves a store that cannot be resumed.
+
+        An existing store must be a readable SQLite file of :data:`FORMAT_VERSION`, else
+        :class:`StoreError`; ``check`` also runs SQLite's ``quick_check`` over every page
+        (before a run appends to it). A refused store is left as it was.
+        """
         self.path = Path(path)
         if not create and not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no run store here")
-        self.conn = sqlite3.connect(self.path, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: every commit is atomic and survives a killed process (SIGKILL);
-        # only an OS crash or power loss may drop the last few commits (never corrupt).
-        # FULL would fsync every round and dominate the cost of fast scripted runs.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        if create:
-            self.conn.executescript(SCHEMA)
-            self.set_meta(format_version=FORMAT_VERSION)
+        if create and not self.path.exists():
+            self._create(meta or {})
+            meta = None
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None)
+            if not create:
+                self._check_existing(check)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: every commit is atomic and survives a killed process (SIGKILL);
+            # only an OS crash or power loss may drop the last few commits (never corrupt).
+            # FULL would fsync every round and dominate the cost of fast scripted runs.
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if create:
+                self.conn.executescript(SCHEMA)
+                self.set_meta(format_version=FORMAT_VERSION, **(meta or {}))
+        except sqlite3.Error as exc:
+            if hasattr(self, "conn"):
+                self.conn.close()
+            raise StoreError(f"{self.path}: cannot use the run store ({_one_line(exc)})") from None
+
+    def _create(self, meta: Mapping[str, Any]) -> None:
+        """Build the store under a temporary name, then rename it into place (atomic)."""
+        tmp = self.path.with_name(self.path.name + ".new")
+        try:
+            tmp.unlink(missing_ok=True)  # left by a process killed while it created one
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                # One transaction, no syncs: the file is not the store until it is renamed.
+                conn.execute("PRAGMA synchronous=OFF")
+                conn.executescript(f"BEGIN;\n{SCHEMA}\nCOMMIT;")
+                items = {"format_version": FORMAT_VERSION, **meta}
+                with conn:
+                    conn.execute("BEGIN")
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in items.items()],
+                    )
+            finally:
+                conn.close()
+            os.replace(tmp, self.path)
+        except (OSError, sqlite3.Error) as exc:
+            tmp.unlink(missing_ok=True)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _one_line(exc)
+            raise StoreError(f"{self.path}: cannot create the run store ({why})") from None
+
+    def _check_existing(self, full: bool) -> None:
+        """Refuse (StoreError) a file that is not a whole society store of this format."""
+        try:
+            rows = self.conn.execute("SELECT key, value FROM meta").fetchall()
+            if full:
+                problems = [r[0] for r in self.conn.execute("PRAGMA quick_check").fetchall()]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError(f"damaged: {problems[0]}")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"{self.path}: not a readable society run store ({_one_line(exc)}); "
+                "it is left untouched"
+            ) from None
+        version = dict(rows).get("format_version", "1")
+        if version != FORMAT_VERSION:
+            raise StoreError(
+                f"{self.path}: run store format {version!r}; this society writes format "
+                f"{FORMAT_VERSION!r} only, so it cannot continue this run (it is left untouched)"
+            )
 
     @classmethod
-    def in_dir(cls, run_dir: str | Path, *, create: bool = False) -> RunStore:
-        """Open (or create) `run_dir/run.sqlite`."""
+    def in_dir(
+        cls,
+        run_dir: str | Path,
+        *,
+        create: bool = False,
+        meta: Mapping[str, Any] | None = None,
+        check: bool = False,
+    ) -> RunStore:
+        """Open (or create) `run_dir/run.sqlite` (see the constructor)."""
         run_dir = Path(run_dir)
         if create:
             run_dir.mkdir(parents=True, exist_ok=True)
-        return cls(run_dir / DB_NAME, create=create)
+        return cls(run_dir / DB_NAME, create=create, meta=meta, check=check)
 
     # -- metadata -------------------------------------------------------------
     def set_meta(self, **items: Any) -> None:
@@ -188,7 +324,12 @@ class RunStore:
             if agents:
                 c.executemany(_INSERT_AGENTS, map(tuple, agents))
             if llm_calls:
-                c.executemany(_INSERT_CALLS, map(tuple, llm_calls))
+                calls = [tuple(r) for r in llm_calls]
+                if self._calls_have_endpoint() and all(len(r) == len(LLM_CALL_COLS) for r in calls):
+                    c.executemany(_INSERT_CALLS, calls)
+                else:
+                    short = [r[: len(LLM_CALL_COLS) - 1] for r in calls]
+                    c.executemany(_INSERT_CALLS_NO_ENDPOINT, short)
             rows = decisions if isinstance(decisions, list) else list(decisions)
             if list(map(_LAST, rows)).count(None) == len(rows):  # no data: one column less
                 c.executemany(_INSERT_DECISIONS_NO_DATA, map(_BUT_LAST, rows))
@@ -201,10 +342,18 @@ class RunStore:
                     "INSERT OR REPLACE INTO checkpoints (part, round, state) VALUES (?, ?, ?)",
                     [(part, round_row[0], text) for part, text in checkpoint.items()],
                 )
+            c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
+                c.execute("ROLLBACK")
             raise
-        c.execute("COMMIT")
+
+    def _calls_have_endpoint(self) -> bool:
+        """Whether `llm_calls` has the `endpoint` column (stores made before it lack it)."""
+        if not hasattr(self, "_has_endpoint"):
+            cols = {r[1] for r in self.conn.execute("PRAGMA table_info(llm_calls)")}
+            self._has_endpoint = "endpoint" in cols
+        return self._has_endpoint
 
     # -- reading ------------------------------------------------------------
     def last_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
@@ -219,9 +368,17 @@ class RunStore:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
     def close(self) -> None:
-        """Checkpoint the WAL into the main file and close."""
+        """Checkpoint the WAL into the main file and close.
+
+        The file is left in rollback-journal mode, so that a closed store can be read
+        where nothing can be written (a read-only directory, an archive): a WAL-mode
+        file needs a writable ``-shm`` beside it even to be read. Reopening sets WAL again.
+        """
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.conn.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error:
+            pass  # a full disk or a read-only directory: the WAL keeps every commit
         finally:
             self.conn.close()
 

@@ -178,7 +178,8 @@ def short(v: Any, n: int = 60) -> str:
 
 
 def _md_cell(v: Any) -> str:
-    return short(v).replace("|", "\\|").replace("\n", " ")
+    # Markdown viewers render raw HTML: agents' and scenarios' text becomes entities.
+    return html.escape(short(v), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(df: pd.DataFrame) -> str:

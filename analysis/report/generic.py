@@ -41,9 +41,18 @@ def open_run(run_dir: str | Path) -> Run:
     if not db.exists():
         raise ReportError(f"{run_dir}: no run store ({DB_NAME}) in this directory")
     try:
-        return load_run(run_dir)
+        run = load_run(run_dir)
     except (sqlite3.Error, FileNotFoundError, KeyError, ValueError) as exc:
         raise ReportError(f"{run_dir}: cannot read the run store ({exc})") from None
+    if run.format_version not in READ_FORMATS:
+        raise ReportError(
+            f"{run_dir}: run store format {run.format_version!r}; this society reads "
+            f"formats {', '.join(READ_FORMATS)}"
+        )
+    return run
+
+
+READ_FORMATS = ("1", "2")  # the store formats load_run reads (society.store.FORMAT_VERSION)
 
 
 # -- run-level figures --------------------------------------------------------------------
