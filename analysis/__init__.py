@@ -7,7 +7,8 @@ analyze`` and ``society show``) in ``analysis.report``.
 """
 
 from . import atp, commons, convergence, cooperation, drift, llm, marketplace, tipping
-from .run import Run, RunSet, load_run, load_runs, summarize_across
+from .run import Run, RunSet, load_run, load_runs
+from .sweep import load_sweep, summarize_across
 
 __all__ = [
     "Run",
@@ -20,6 +21,7 @@ __all__ = [
     "llm",
     "load_run",
     "load_runs",
+    "load_sweep",
     "marketplace",
     "summarize_across",
     "tipping",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from agents.prompts import Prompts
     from society.config import GameConfigBase, LLMGroup
+    from society.estimate import Size
     from society.scenario import Scenario
 
 
@@ -65,6 +66,9 @@ class GameKind:
         strategy_step: whether each generation starts with a strategy step (every new
             agent states its strategy: LLM agents write it, scripted ones describe theirs).
         report: the `analysis` report section module that reads this game's runs.
+        estimate: the game's own size figures for `society.estimate` (steps, decisions per
+            step...), from the setup; unset, a fresh game is probed (its ``total_steps``
+            and first step's turns).
     """
 
     kind: str
@@ -80,6 +84,7 @@ class GameKind:
     evolves: bool = True
     strategy_step: bool = False
     report: str = ""
+    estimate: Callable[[Setup], Size] | None = None
 
 
 @cache

@@ -15,7 +15,7 @@ the analysis reads.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -29,7 +29,7 @@ from games.atp import (
     Framing,
     with_overrides,
 )
-from society.config import GameConfigBase, LLMGroup, Strict
+from society.config import MAX_COUNT, MAX_VALUE, GameConfigBase, LLMGroup, Strict
 from society.registry import GameKind, Setup
 
 MAX_EDGES = 100_000  # larger networks are not copied into the resolved game
@@ -60,17 +60,22 @@ class DiffusionConfig(GameConfigBase):
         min_length=1,
         description="thresholds k (one instance per framing and k; each in 1..population)",
     )
-    rounds: int = Field(3, ge=1, description="rounds per instance")
-    window: int = Field(3, ge=0, description="past rounds of choices shown")
-    start_capital: float = Field(1.0, ge=0, description="capital at the start")
-    success: float = Field(1.2, ge=0, description="multiplier of every capital on success")
+    rounds: int = Field(3, ge=1, le=10**6, description="rounds per instance")
+    window: int = Field(3, ge=0, le=1_000_000, description="past rounds of choices shown")
+    start_capital: float = Field(1.0, ge=0, le=MAX_VALUE, description="capital at the start")
+    success: float = Field(
+        1.2, ge=0, le=MAX_VALUE, description="multiplier of every capital on success"
+    )
     failure_collective: float = Field(
-        0.8, ge=0, description="multiplier of collective choosers' capital on failure"
+        0.8, ge=0, le=MAX_VALUE, description="multiplier of collective choosers' capital on failure"
     )
     failure_independent: float = Field(
-        1.0, ge=0, description="multiplier of independent choosers' capital on failure"
+        1.0,
+        ge=0,
+        le=MAX_VALUE,
+        description="multiplier of independent choosers' capital on failure",
     )
-    fixed_collective: int | Literal["threshold"] = Field(
+    fixed_collective: Annotated[int, Field(ge=0, le=MAX_COUNT)] | Literal["threshold"] = Field(
         0,
         description="agents (the first slots) held to the collective choice: a number, or "
         "'threshold' for k of them in each instance",
@@ -80,10 +85,13 @@ class DiffusionConfig(GameConfigBase):
         description="the aligned option (the authors: independent); the other is the deviant",
     )
     reflect_every: int | None = Field(
-        None, ge=1, description="rewrite the strategy memo every r rounds (null: never)"
+        None,
+        ge=1,
+        le=MAX_COUNT,
+        description="rewrite the strategy memo every r rounds (null: never)",
     )
-    memo_chars: int = Field(600, ge=1, description="longest memo kept")
-    reflect_max_tokens: int = Field(96, ge=1, description="token budget of one memo")
+    memo_chars: int = Field(600, ge=1, le=1_000_000, description="longest memo kept")
+    reflect_max_tokens: int = Field(96, ge=1, le=1_000_000, description="token budget of one memo")
     reveal_rounds: bool = Field(True, description="tell agents how many rounds there are")
 
 

@@ -28,7 +28,7 @@ from games.atp import (
     supervised_rounds,
     with_overrides,
 )
-from society.config import GameConfigBase, LLMGroup, Strict
+from society.config import MAX_COUNT, MAX_VALUE, GameConfigBase, LLMGroup, Strict
 from society.registry import GameKind, Setup
 
 
@@ -41,9 +41,13 @@ class RoleText(Strict):
     situation: str | None = Field(None, description="the situation shown each round")
     compliant: str | None = Field(None, description="label of the rule-compliant option")
     violating: str | None = Field(None, description="label of the violating option")
-    low: float | None = Field(None, description="ratio l (compliant) in [1, 5), below high")
-    high: float | None = Field(None, description="ratio h (violating) in (1, 5]")
-    base: float | None = Field(None, gt=0, description="the role's reward unit")
+    low: float | None = Field(
+        None, ge=-MAX_VALUE, le=MAX_VALUE, description="ratio l (compliant) in [1, 5), below high"
+    )
+    high: float | None = Field(
+        None, ge=-MAX_VALUE, le=MAX_VALUE, description="ratio h (violating) in (1, 5]"
+    )
+    base: float | None = Field(None, gt=0, le=MAX_VALUE, description="the role's reward unit")
 
 
 class ExplorationConfig(GameConfigBase):
@@ -57,9 +61,11 @@ class ExplorationConfig(GameConfigBase):
     role_texts: dict[str, RoleText] = Field(
         default_factory=dict, description="per role: replacement texts or ratios (or a new role)"
     )
-    variants: int = Field(4, ge=1, description="payoff variants per role (published rule)")
-    rounds: int = Field(6, ge=1, description="rounds per item")
-    window: int = Field(5, ge=0, description="past rounds kept in the prompt")
+    variants: int = Field(
+        4, ge=1, le=10**4, description="payoff variants per role (published rule)"
+    )
+    rounds: int = Field(6, ge=1, le=10**6, description="rounds per item")
+    window: int = Field(5, ge=0, le=1_000_000, description="past rounds kept in the prompt")
     supervision: str | list[bool] = Field(
         "all_unsupervised",
         description="all_unsupervised, all_supervised, alternating, mostly_supervised, "
@@ -69,10 +75,13 @@ class ExplorationConfig(GameConfigBase):
         DEFAULT_SUPERVISION_SENTENCE, description="the supervision sentence shown each round"
     )
     reflect_every: int | None = Field(
-        None, ge=1, description="rewrite the strategy memo every r rounds (null: never)"
+        None,
+        ge=1,
+        le=MAX_COUNT,
+        description="rewrite the strategy memo every r rounds (null: never)",
     )
-    memo_chars: int = Field(600, ge=1, description="longest memo kept")
-    reflect_max_tokens: int = Field(96, ge=1, description="token budget of one memo")
+    memo_chars: int = Field(600, ge=1, le=1_000_000, description="longest memo kept")
+    reflect_max_tokens: int = Field(96, ge=1, le=1_000_000, description="token budget of one memo")
     reveal_rounds: bool = Field(True, description="tell agents how many rounds there are")
 
 

@@ -19,7 +19,7 @@ from pydantic import Field
 from agents.commons import LLMCommoner, make_commons_policy
 from agents.prompts import game_prompts
 from games.commons import CommonsGame, CommonsRules
-from society.config import GameConfigBase, LLMGroup
+from society.config import MAX_COUNT, MAX_VALUE, GameConfigBase, LLMGroup
 from society.registry import GameKind, Setup
 
 
@@ -31,23 +31,32 @@ class CommonsConfig(GameConfigBase):
     framing: Literal["fishery", "pasture", "pollution"] = Field(
         "fishery", description="the story told to LLM agents (the rules are the same)"
     )
-    capacity: float = Field(100, gt=0, description="the most the resource can hold")
+    capacity: float = Field(100, gt=0, le=MAX_VALUE, description="the most the resource can hold")
     initial_stock: float | None = Field(
-        None, description="stock of the first month (null: the capacity)"
+        None,
+        ge=-MAX_VALUE,
+        le=MAX_VALUE,
+        description="stock of the first month (null: the capacity)",
     )
     growth: float = Field(
-        2.0, ge=1, description="what is left after a harvest is multiplied by this (capped)"
+        2.0,
+        ge=1,
+        le=MAX_VALUE,
+        description="what is left after a harvest is multiplied by this (capped)",
     )
     collapse_threshold: float = Field(
-        5, ge=0, description="less than this left after a harvest: collapse, for good"
+        5, ge=0, le=MAX_VALUE, description="less than this left after a harvest: collapse, for good"
     )
-    months: int = Field(12, ge=1, description="months of the season")
+    months: int = Field(12, ge=1, le=MAX_COUNT, description="months of the season")
     integer: bool = Field(True, description="harvests are whole numbers")
     max_harvest: float | None = Field(
-        None, gt=0, description="the most one agent may ask in a month (null: the whole stock)"
+        None,
+        gt=0,
+        le=MAX_VALUE,
+        description="the most one agent may ask in a month (null: the whole stock)",
     )
     discussion_rounds: int = Field(
-        1, ge=0, description="discussion steps per month (0: no discussion)"
+        1, ge=0, le=MAX_COUNT, description="discussion steps per month (0: no discussion)"
     )
     reflection: bool = Field(True, description="a reflection step ends every month")
     disclose_harvests: bool = Field(
@@ -57,11 +66,13 @@ class CommonsConfig(GameConfigBase):
         False, description="tell LLM agents the sustainable share at each harvest"
     )
     fallback_harvest: float = Field(
-        0, ge=0, description="amount recorded for an LLM ask invalid after one repair"
+        0, ge=0, le=MAX_VALUE, description="amount recorded for an LLM ask invalid after one repair"
     )
-    message_chars: int = Field(300, ge=1, description="longest message kept")
-    memory_chars: int = Field(500, ge=1, description="longest memory text kept")
-    text_max_tokens: int = Field(80, ge=1, description="token budget of a message or memory")
+    message_chars: int = Field(300, ge=1, le=1_000_000, description="longest message kept")
+    memory_chars: int = Field(500, ge=1, le=1_000_000, description="longest memory text kept")
+    text_max_tokens: int = Field(
+        80, ge=1, le=1_000_000, description="token budget of a message or memory"
+    )
     initial_memory: str = Field("", description="every agent's memory text at the start")
 
 

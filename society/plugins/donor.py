@@ -44,7 +44,7 @@ from agents.donors import make_donor_strategy
 from agents.llm_donor import LLMDonor
 from agents.prompts import game_prompts
 from games.donor import DonorPlay, DonorRules, max_rounds
-from society.config import GameConfigBase, LLMGroup
+from society.config import MAX_COUNT, MAX_VALUE, GameConfigBase, LLMGroup
 from society.registry import GameKind, Setup
 
 
@@ -52,14 +52,24 @@ class DonorConfig(GameConfigBase):
     """The iterated donor game of protocols §1 (one generation plays `games_per_generation`)."""
 
     kind: Literal["donor"] = "donor"
-    endowment: float = Field(10, gt=0, description="units each agent starts a game with")
-    multiplier: float = Field(2.0, gt=0, description="the recipient gets multiplier x the gift")
-    rounds: int = Field(12, ge=1, description="rounds per game")
-    trace_depth: int = Field(3, ge=0, description="entries of the recipient's trace shown")
-    games_per_generation: int = Field(2, ge=1, description="games per generation")
+    endowment: float = Field(
+        10, gt=0, le=MAX_VALUE, description="units each agent starts a game with"
+    )
+    multiplier: float = Field(
+        2.0, gt=0, le=MAX_VALUE, description="the recipient gets multiplier x the gift"
+    )
+    rounds: int = Field(12, ge=1, le=MAX_COUNT, description="rounds per game")
+    trace_depth: int = Field(
+        3, ge=0, le=1_000_000, description="entries of the recipient's trace shown"
+    )
+    games_per_generation: int = Field(2, ge=1, le=MAX_COUNT, description="games per generation")
     punishment: bool = Field(False, description="donors may spend units punishing instead")
-    punishment_cost: float = Field(1.0, gt=0, description="cost side of the cost:fine ratio")
-    punishment_fine: float = Field(2.0, gt=0, description="fine side of the cost:fine ratio")
+    punishment_cost: float = Field(
+        1.0, gt=0, le=MAX_VALUE, description="cost side of the cost:fine ratio"
+    )
+    punishment_fine: float = Field(
+        2.0, gt=0, le=MAX_VALUE, description="fine side of the cost:fine ratio"
+    )
     no_repeat: Literal["ordered", "unordered"] = Field(
         "ordered", description="which pairs may not repeat within a game"
     )
@@ -102,9 +112,15 @@ class DonorConfig(GameConfigBase):
         "'Answer: <units>' or, with punishment, 'Answer: Donate, x' / 'Punish, x'; the "
         "authors' code)",
     )
-    strategy_max_tokens: int = Field(256, ge=16, description="token budget of a strategy")
-    donation_max_tokens: int = Field(160, ge=16, description="token budget of a donation")
-    reasoning_chars: int = Field(300, ge=0, description="reasoning length asked before the amount")
+    strategy_max_tokens: int = Field(
+        256, ge=16, le=1_000_000, description="token budget of a strategy"
+    )
+    donation_max_tokens: int = Field(
+        160, ge=16, le=1_000_000, description="token budget of a donation"
+    )
+    reasoning_chars: int = Field(
+        300, ge=0, le=1_000_000, description="reasoning length asked before the amount"
+    )
 
 
 def _rules(setup: Setup) -> DonorRules:

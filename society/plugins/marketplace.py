@@ -24,7 +24,7 @@ from agents.prompts import game_prompts
 from games.marketplace.data import Dataset, generate, load_dir, manipulation_text
 from games.marketplace.game import MarketGame, MarketRules, MarketSetup
 from games.marketplace.search import MODES, Embedder
-from society.config import GameConfigBase, LLMGroup, ScriptedGroup, Strict
+from society.config import MAX_COUNT, MAX_SEED, GameConfigBase, LLMGroup, ScriptedGroup, Strict
 from society.registry import GameKind, Setup
 
 SearchMode = Literal["simple", "filtered", "lexical", "optimal", "embedding"]
@@ -36,14 +36,16 @@ class MarketVariant(Strict):
 
     label: str = Field(min_length=1, description="name of the variant (reports group by it)")
     search_mode: SearchMode | None = Field(None, description="search mode of this market")
-    search_bandwidth: int | None = Field(None, ge=1, description="results per search page")
+    search_bandwidth: int | None = Field(
+        None, ge=1, le=10**5, description="results per search page"
+    )
     manipulation: str | None = Field(
         None,
         description="replace one business's description: control, authority, social_proof, "
         "loss_aversion, prompt_injection_basic or prompt_injection_strong",
     )
     manipulated: int | None = Field(
-        None, ge=0, description="index of the business whose description is replaced"
+        None, ge=0, le=MAX_COUNT, description="index of the business whose description is replaced"
     )
     ratings: list[float] | None = Field(
         None, description="ratings of the businesses in order (e.g. 1e-9 apart: a fixed order)"
@@ -57,31 +59,52 @@ class MarketplaceConfig(GameConfigBase):
     domain: Literal["restaurants", "contractors"] = Field(
         "restaurants", description="vocabulary of generated data"
     )
-    customers: int = Field(3, ge=1, description="customers (the first agents of the population)")
+    customers: int = Field(
+        3, ge=1, le=10**5, description="customers (the first agents of the population)"
+    )
     businesses: int | None = Field(
-        None, ge=1, description="businesses (the next agents); default 3 per customer"
+        None, ge=1, le=10**5, description="businesses (the next agents); default 3 per customer"
     )
     data_dir: str | None = Field(
         None, description="load the market from a directory in the published YAML format"
     )
-    data_seed: int | None = Field(None, description="seed of generated data (default: the seed)")
-    search_mode: SearchMode = Field("lexical", description="how search ranks businesses")
-    search_bandwidth: int = Field(10, ge=1, description="results per search page (limit)")
-    rounds: int = Field(100, ge=1, description="each customer's step budget (the paper: 100)")
-    history: int | None = Field(
-        None, ge=0, description="past steps shown to LLM customers (null: all, as published)"
+    data_seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="seed of generated data (default: the seed)"
     )
-    max_pages: int = Field(10, ge=1, description="highest result page a search may ask for")
-    text_chars: int = Field(160, ge=10, description="longest text message (characters)")
-    query_chars: int = Field(60, ge=5, description="longest search query (characters)")
-    max_items: int = Field(5, ge=1, description="most lines of an LLM's order proposal")
-    customer_max_tokens: int = Field(200, ge=16, description="token budget of a customer step")
-    business_max_tokens: int = Field(320, ge=16, description="token budget of a business reply")
-    manipulated: int = Field(0, ge=0, description="default business whose description is replaced")
+    search_mode: SearchMode = Field("lexical", description="how search ranks businesses")
+    search_bandwidth: int = Field(10, ge=1, le=10**5, description="results per search page (limit)")
+    rounds: int = Field(
+        100, ge=1, le=10**6, description="each customer's step budget (the paper: 100)"
+    )
+    history: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="past steps shown to LLM customers (null: all, as published)",
+    )
+    max_pages: int = Field(
+        10, ge=1, le=10**5, description="highest result page a search may ask for"
+    )
+    text_chars: int = Field(
+        160, ge=10, le=1_000_000, description="longest text message (characters)"
+    )
+    query_chars: int = Field(
+        60, ge=5, le=1_000_000, description="longest search query (characters)"
+    )
+    max_items: int = Field(5, ge=1, le=10**4, description="most lines of an LLM's order proposal")
+    customer_max_tokens: int = Field(
+        200, ge=16, le=1_000_000, description="token budget of a customer step"
+    )
+    business_max_tokens: int = Field(
+        320, ge=16, le=1_000_000, description="token budget of a business reply"
+    )
+    manipulated: int = Field(
+        0, ge=0, le=MAX_COUNT, description="default business whose description is replaced"
+    )
     markets: list[MarketVariant] = Field(
         default_factory=list, description="variants played one after another (empty: one market)"
     )
-    repeats: int = Field(1, ge=1, description="plays of each variant")
+    repeats: int = Field(1, ge=1, le=10**6, description="plays of each variant")
 
 
 def _dataset(setup: Setup) -> Dataset:

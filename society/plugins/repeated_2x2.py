@@ -30,7 +30,8 @@ from games.game_set import GameSetTournament
 from games.ordinal import ordinal_games, select_games
 from games.repeated import MOVES, RepeatedGame, RepeatedGameRules
 from games.twobytwo import Game2x2, custom, preset
-from society.config import GameConfigBase, LLMGroup
+from society.config import MAX_COUNT, GameConfigBase, LLMGroup
+from society.estimate import Size, pair_count
 from society.matching import build_matcher
 from society.registry import GameKind, Setup
 
@@ -57,12 +58,17 @@ class Repeated2x2Config(GameConfigBase):
         ),
     )
     sample: int | None = Field(
-        None, ge=1, description="game_set: play this many of its games, drawn from the seed"
+        None,
+        ge=1,
+        le=MAX_COUNT,
+        description="game_set: play this many of its games, drawn from the seed",
     )
     sample_per_family: bool = Field(
         False, description="game_set: draw `sample` games from each family instead"
     )
-    rounds: int = Field(10, ge=1, description="rounds per match (the cap with continuation)")
+    rounds: int = Field(
+        10, ge=1, le=MAX_COUNT, description="rounds per match (the cap with continuation)"
+    )
     noise: float = Field(0.0, ge=0, le=1, description="probability a move is flipped")
     continuation: float | None = Field(
         None, gt=0, le=1, description="probability of another round (geometric length)"
@@ -105,7 +111,10 @@ class Repeated2x2Config(GameConfigBase):
     )  # fmt: skip
     reveal_rounds: bool = Field(True, description="tell LLM agents how long a match lasts")
     memory: int | None = Field(
-        None, ge=1, description="LLM agents see only the last `memory` rounds (None: all)"
+        None,
+        ge=1,
+        le=1_000_000,
+        description="LLM agents see only the last `memory` rounds (None: all)",
     )
     predict_first: bool = Field(
         False, description="LLM agents predict the partner's move before choosing"
@@ -195,6 +204,20 @@ def _rule_set(setup: Setup) -> list[RepeatedGameRules]:
     return setup.cache["rules"]
 
 
+def estimate(setup: Setup) -> Size:
+    """Sizes from the rules and the matching alone (a tournament step can hold millions
+    of turns: the generic probe would build one). A match with continuation c lasts
+    (1 - c**rounds) / (1 - c) rounds on average."""
+    pairs = pair_count(setup.scenario, setup.n)
+    rule_set = _rule_set(setup)
+    steps = sum(r.rounds for r in rule_set)
+    played = 0.0
+    for r in rule_set:
+        c = r.continuation
+        played += r.rounds if c is None or c >= 1 else (1 - c**r.rounds) / (1 - c)
+    return Size(steps=steps, turns_per_step=2 * pairs * played / steps, peak_turns=2 * pairs)
+
+
 def new_game(setup: Setup, rng: Any) -> RepeatedGame | GameSetTournament:
     """A fresh tournament: every pair of the matcher starts a new match (one per stage
     game of a game set)."""
@@ -277,4 +300,5 @@ PLUGIN = GameKind(
     prompts=game_prompts("repeated"),
     uses=frozenset({"network", "matching"}),
     report="repeated_2x2",
+    estimate=estimate,
 )

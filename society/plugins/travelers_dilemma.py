@@ -18,7 +18,7 @@ from pydantic import Field
 from agents.prompts import game_prompts
 from agents.travelers import LLMTraveler, make_travelers_policy
 from games.travelers import TravelersGame, TravelersRules
-from society.config import GameConfigBase, LLMGroup
+from society.config import MAX_COUNT, MAX_VALUE, GameConfigBase, LLMGroup
 from society.matching import build_matcher
 from society.registry import GameKind, Setup
 
@@ -27,14 +27,21 @@ class TravelersConfig(GameConfigBase):
     """The repeated traveler's dilemma (defaults: Capra et al. 1999, claims 80..200, R=5)."""
 
     kind: Literal["travelers_dilemma"] = "travelers_dilemma"
-    low: int = Field(80, description="lowest claim allowed")
-    high: int = Field(200, description="highest claim allowed (must exceed low)")
-    reward: float = Field(
-        5, gt=0, description="R: the lower claimant gets R more, the higher claimant R less"
+    low: int = Field(80, ge=-MAX_COUNT, le=MAX_COUNT, description="lowest claim allowed")
+    high: int = Field(
+        200, ge=-MAX_COUNT, le=MAX_COUNT, description="highest claim allowed (must exceed low)"
     )
-    rounds: int = Field(10, ge=1, description="rounds per match")
+    reward: float = Field(
+        5,
+        gt=0,
+        le=MAX_VALUE,
+        description="R: the lower claimant gets R more, the higher claimant R less",
+    )
+    rounds: int = Field(10, ge=1, le=MAX_COUNT, description="rounds per match")
     fallback: int | None = Field(
         None,
+        ge=-MAX_COUNT,
+        le=MAX_COUNT,
         description="claim recorded for an LLM reply invalid after one repair (null: high)",
     )
     reveal_rounds: bool = Field(True, description="tell LLM agents how long a match lasts")
