@@ -48,6 +48,7 @@ __all__ = [
     "token_kl_drift",
     "EquilibriumFit",
     "fit_equilibrium",
+    "d_star_interval",
 ]
 
 # -- embedders ----------------------------------------------------------------------------
@@ -501,3 +502,47 @@ def fit_equilibrium(
     ci = (b - t * float(fit.stderr), b + t * float(fit.stderr))
     d_star = -a / b if b != 0 else float("nan")
     return EquilibriumFit(a=a, b=b, d_star=d_star, b_ci=ci, restoring=bool(ci[1] < 0), n=int(n))
+
+
+def d_star_interval(
+    D: Sequence[float] | Sequence[Sequence[float]] | np.ndarray, level: float = 0.95
+) -> tuple[float, float]:
+    """Fieller's confidence interval for D* = −a/b of the fit ΔD_t = a + b·D_t (the
+    pairs of :func:`fit_equilibrium`, several series pooled).
+
+    D* is where the fitted line crosses ΔD = 0, so the interval is the set of x at
+    which a + b·x = 0 is not rejected: (a + b·x)² ≤ t²·Var(a + b·x) with Var(a + b·x) =
+    Var(a) + 2x·Cov(a, b) + x²·Var(b) from the least-squares fit (Fieller 1954; the
+    inverse-prediction interval of linear calibration). When b is not significantly
+    non-zero at ``level`` the set is unbounded: (-inf, inf) is returned then.
+    Pairs within a series are not independent, so the interval is approximate.
+    """
+    from scipy import stats
+
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    series = [D] if np.ndim(D[0]) == 0 else list(D)
+    xs, ys = [], []
+    for s in series:
+        s = np.asarray(s, dtype=float)
+        x, y = s[:-1], np.diff(s)
+        ok = np.isfinite(x) & np.isfinite(y)
+        xs.append(x[ok])
+        ys.append(y[ok])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    n = x.size
+    if n < 3 or np.ptp(x) == 0:
+        raise ValueError("d_star_interval needs at least 3 pairs with varying D_t")
+    fit = stats.linregress(x, y)
+    a, b = float(fit.intercept), float(fit.slope)
+    xbar, sxx = float(x.mean()), float(((x - x.mean()) ** 2).sum())
+    s2 = float(((y - (a + b * x)) ** 2).sum()) / (n - 2)
+    va, vb, cab = s2 * (1 / n + xbar**2 / sxx), s2 / sxx, -xbar * s2 / sxx
+    t2 = float(stats.t.ppf(0.5 + level / 2, n - 2)) ** 2
+    # (b² − t²Vb)·x² + 2(ab − t²Cab)·x + (a² − t²Va) ≤ 0
+    qa, qb, qc = b * b - t2 * vb, 2 * (a * b - t2 * cab), a * a - t2 * va
+    disc = qb * qb - 4 * qa * qc
+    if qa <= 0 or disc < 0:
+        return (-math.inf, math.inf)
+    r = math.sqrt(disc)
+    return ((-qb - r) / (2 * qa), (-qb + r) / (2 * qa))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,6 +40,36 @@ def _default_responder(request: ChatRequest) -> str:
     return json.dumps(out)
 
 
+#: Tokens the fake backend's log-probabilities are spread over.
+_FAKE_VOCAB = ("the", "a", "to", "and", "of", "I", "you", "it", "is", "we", "so", "ok")
+
+
+def fake_logprobs(request: ChatRequest, text: str) -> list[dict[str, Any]] | None:
+    """Deterministic top-k log-probabilities for ``text`` (None unless asked for).
+
+    One entry per whitespace token of the reply: the sampled token first, with the
+    other ``request.logprobs - 1`` tokens drawn from a small vocabulary; their weights
+    come from the hash of the messages and the position, so two different prompts get
+    different distributions and the same prompt always the same ones.
+    """
+    k = request.logprobs
+    if not k:
+        return None
+    base = json.dumps(request.messages, sort_keys=True)
+    out = []
+    for pos, token in enumerate(text.split() or [""]):
+        digest = hashlib.sha256(f"{base}|{pos}".encode()).digest()
+        others = [t for t in _FAKE_VOCAB if t != token]
+        start = digest[0] % len(others)
+        names = [token] + [others[(start + j) % len(others)] for j in range(k - 1)]
+        weights = [1.0 + digest[1 + j] for j in range(len(names))]
+        weights[0] += 256.0  # the sampled token is the likeliest
+        total = sum(weights) * (1.0 + digest[20] / 1024)  # some mass left outside the top-k
+        top = {t: math.log(w / total) for t, w in zip(names, weights, strict=True)}
+        out.append({"token": token, "logprob": top[token], "top": top})
+    return out
+
+
 class FakeBackend(Backend):
     """Answers from a Python function (default: a valid reply derived from the prompt hash)."""
 
@@ -62,6 +93,7 @@ class FakeBackend(Backend):
                     prompt_tokens=sum(len(m["content"].split()) for m in r.messages),
                     completion_tokens=len(text.split()),
                     finish_reason="stop",
+                    logprobs=fake_logprobs(r, text),
                 )
             )
         return out
