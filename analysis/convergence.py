@@ -246,12 +246,17 @@ def individual_inertia(
 # -- influence ---------------------------------------------------------------------------
 
 
-def _interactions(obj: Any) -> pd.DataFrame:
-    """Directed interactions (source, target, round, generation, weight value): donations
-    (donor → recipient, weight = amount) when the run has them, else decisions with a
-    partner (agent → partner)."""
+def _interactions(obj: Any, kinds: Sequence[str] | None = None) -> pd.DataFrame:
+    """Directed interactions (source, target, round, generation, weight value): with
+    ``kinds``, the events of those kinds (agent → partner; e.g. a feed's comments and
+    upvotes); else donations (donor → recipient, weight = amount) when the run has them,
+    else decisions with a partner (agent → partner)."""
     ev = getattr(obj, "events", None)
-    if isinstance(ev, pd.DataFrame) and (ev["kind"] == "donation").any():
+    if kinds is not None:
+        if not isinstance(ev, pd.DataFrame):
+            raise ValueError("interactions by event kind need a run with events")
+        e = ev[ev["kind"].isin(list(kinds))]
+    elif isinstance(ev, pd.DataFrame) and (ev["kind"] == "donation").any():
         e = ev[ev["kind"] == "donation"]
     else:
         e = frame(obj, "decisions")
@@ -266,14 +271,19 @@ def _interactions(obj: Any) -> pd.DataFrame:
 
 
 def interaction_graph(
-    obj: Any, period: str | None = None, at: Any = None, weight: str = "count"
+    obj: Any,
+    period: str | None = None,
+    at: Any = None,
+    weight: str = "count",
+    kinds: Sequence[str] | None = None,
 ) -> nx.DiGraph:
     """Directed interaction graph (edges donor → recipient or agent → partner).
 
     ``weight``: 'count' (number of interactions) or 'value' (sum of amounts). With
     ``period`` (e.g. 'generation') and ``at``, only that period's interactions.
+    ``kinds``: read the events of these kinds as the edges (see ``_interactions``).
     """
-    it = _interactions(obj)
+    it = _interactions(obj, kinds)
     if period is not None and at is not None:
         it = it[it[period] == at]
     return _graph(it, weight)
@@ -294,10 +304,15 @@ def top_k_share(scores: dict[Any, float] | pd.Series, k: int = 3) -> float:
 
 
 def pagerank_table(
-    obj: Any, period: str = "generation", weight: str = "count", alpha: float = 0.85
+    obj: Any,
+    period: str = "generation",
+    weight: str = "count",
+    alpha: float = 0.85,
+    kinds: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """PageRank of every agent in each period's interaction graph (long format)."""
-    it = _interactions(obj)
+    """PageRank of every agent in each period's interaction graph (long format);
+    ``kinds``: the event kinds read as edges (default: donations or partnered decisions)."""
+    it = _interactions(obj, kinds)
     keys = group_keys(it, period)
     rows = []
     for labels, part in iter_groups(it, keys):
@@ -308,11 +323,16 @@ def pagerank_table(
 
 
 def influence(
-    obj: Any, period: str = "generation", k: int = 3, weight: str = "count"
+    obj: Any,
+    period: str = "generation",
+    k: int = 3,
+    weight: str = "count",
+    kinds: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per period: top-k PageRank concentration (``top_k_share``), the top agents, and
-    ``persistence`` = Jaccard overlap of the top-k set with the previous period's."""
-    pr = pagerank_table(obj, period, weight)
+    ``persistence`` = Jaccard overlap of the top-k set with the previous period's.
+    ``kinds``: the event kinds read as edges (see ``pagerank_table``)."""
+    pr = pagerank_table(obj, period, weight, kinds=kinds)
     if pr.empty:
         return pd.DataFrame(columns=[period, "top_k_share", "top", "persistence"])
     keys = group_keys(pr, [])
