@@ -26,7 +26,9 @@ CASES = {
     "donor_game": ("donor_game_scripted.yaml", ["evolution.generations=3"]),
     "atp": ("atp_diffusion_known_tipping.yaml", []),
     "commons": ("commons_scripted.yaml", []),
+    "drift_dialogue": ("drift_dialogue_scripted.yaml", []),
     "marketplace": ("marketplace_baselines.yaml", []),
+    "social_feed": ("social_feed_scripted.yaml", []),
 }
 
 

@@ -17,7 +17,11 @@ def shorter(path) -> list[str]:
     """Overrides that shorten any game's scenario (by the fields its config has)."""
     sc = load_scenario(path)
     fields = type(sc.game).model_fields
-    out = [f"game.{k}={v}" for k, v in (("rounds", 4), ("games_per_generation", 1)) if k in fields]
+    out = [
+        f"game.{k}={v}"
+        for k, v in (("rounds", 4), ("games_per_generation", 1), ("periods", 3), ("turns", 4))
+        if k in fields
+    ]
     if sc.evolution.generations > 2:
         out.append("evolution.generations=2")
     return out
