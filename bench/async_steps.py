@@ -126,7 +126,9 @@ def main() -> None:
         dist = stats.lognorm(shape, 0, args.median_s)
 
         def delay(body: dict[str, Any]) -> float:
-            h = hashlib.sha256(json.dumps(body["messages"]).encode()).digest()
+            # The seed (derived from agent and round) is hashed too: agents with equal
+            # histories send equal messages, and equal delays would hide the tail.
+            h = hashlib.sha256(json.dumps([body["messages"], body.get("seed")]).encode()).digest()
             u = (int.from_bytes(h[:8], "big") + 0.5) / 2**64
             return float(dist.ppf(u))
 
