@@ -476,14 +476,10 @@ class EquilibriumFit:
     n: int
 
 
-def fit_equilibrium(
-    D: Sequence[float] | Sequence[Sequence[float]] | np.ndarray,
-) -> EquilibriumFit:
-    """Fit ΔD_t = a + b·D_t by least squares (``scipy.stats.linregress``) on a drift series
-    ``D`` (or several series, e.g. one per conversation, whose pairs are pooled). NaNs
-    break a series into parts."""
-    from scipy import stats
-
+def _pairs(
+    D: Sequence[float] | Sequence[Sequence[float]] | np.ndarray, who: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (D_t, ΔD_t) pairs of one series or several pooled; NaNs break a series."""
     series = [D] if np.ndim(D[0]) == 0 else list(D)
     xs, ys = [], []
     for s in series:
@@ -493,9 +489,21 @@ def fit_equilibrium(
         xs.append(x[ok])
         ys.append(y[ok])
     x, y = np.concatenate(xs), np.concatenate(ys)
+    if x.size < 3 or np.ptp(x) == 0:
+        raise ValueError(f"{who} needs at least 3 pairs with varying D_t")
+    return x, y
+
+
+def fit_equilibrium(
+    D: Sequence[float] | Sequence[Sequence[float]] | np.ndarray,
+) -> EquilibriumFit:
+    """Fit ΔD_t = a + b·D_t by least squares (``scipy.stats.linregress``) on a drift series
+    ``D`` (or several series, e.g. one per conversation, whose pairs are pooled). NaNs
+    break a series into parts."""
+    from scipy import stats
+
+    x, y = _pairs(D, "fit_equilibrium")
     n = x.size
-    if n < 3 or np.ptp(x) == 0:
-        raise ValueError("fit_equilibrium needs at least 3 pairs with varying D_t")
     fit = stats.linregress(x, y)  # ordinary least squares; stderr is the slope's
     a, b = float(fit.intercept), float(fit.slope)
     t = float(stats.t.ppf(0.975, n - 2))
@@ -521,18 +529,8 @@ def d_star_interval(
 
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
-    series = [D] if np.ndim(D[0]) == 0 else list(D)
-    xs, ys = [], []
-    for s in series:
-        s = np.asarray(s, dtype=float)
-        x, y = s[:-1], np.diff(s)
-        ok = np.isfinite(x) & np.isfinite(y)
-        xs.append(x[ok])
-        ys.append(y[ok])
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    x, y = _pairs(D, "d_star_interval")
     n = x.size
-    if n < 3 or np.ptp(x) == 0:
-        raise ValueError("d_star_interval needs at least 3 pairs with varying D_t")
     fit = stats.linregress(x, y)
     a, b = float(fit.intercept), float(fit.slope)
     xbar, sxx = float(x.mean()), float(((x - x.mean()) ** 2).sum())

@@ -22,7 +22,6 @@ sweep's ``fork_at`` (``society.sweep``).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import os
@@ -36,7 +35,6 @@ from typing import Any
 
 import yaml
 
-from society import __version__
 from society.backends import Backend, BackendError
 from society.backends.replay import ReplayBackend
 from society.config import ScriptedGroup
@@ -44,7 +42,14 @@ from society.decide import Decider
 from society.engine import Engine
 from society.errors import UserError
 from society.records import StepRow
-from society.runner import Backends, RunResult, backend_configs, open_backends, resume_run
+from society.runner import (
+    Backends,
+    RunResult,
+    backend_configs,
+    open_backends,
+    resume_run,
+    run_meta,
+)
 from society.scenario import Scenario, resolve, validate_scenario
 from society.store import DB_NAME, FORMAT_VERSION, LOCK_NAME, RunLock, RunStore
 
@@ -325,14 +330,7 @@ def _fork_meta(
         conn.close()
     meta = {k: v for k, v in old.items() if k not in _OWN_META and not k.startswith("forked_")}
     meta.update(
-        name=scenario.name,
-        seed=str(scenario.seed),
-        game=scenario.game.kind,
-        resolved_game=json.dumps(engine.kind.resolved(engine.setup)),
-        scenario=text,
-        status="running",
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        society_version=__version__,
+        run_meta(scenario, engine, text),
         forked_from=str(src.run_dir.resolve()),
         forked_from_name=old.get("name", ""),
         forked_at=str(at),
@@ -405,14 +403,7 @@ def play_until(
         tmp = run_dir.with_name(f".{run_dir.name}.prefix-tmp")
         if tmp.exists():
             shutil.rmtree(tmp)  # left by a prefix killed while it was created
-        store = RunStore.in_dir(tmp, create=True)
-        store.set_meta(
-            name=scenario.name, seed=str(scenario.seed), game=scenario.game.kind,
-            resolved_game=json.dumps(engine.kind.resolved(engine.setup)), scenario=text,
-            status="running", created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            society_version=__version__,
-        )  # fmt: skip
-        store.close()
+        RunStore.in_dir(tmp, create=True, meta=run_meta(scenario, engine, text)).close()
         (tmp / "scenario.yaml").write_text(text)
         os.replace(tmp, run_dir)
     lock = RunLock(run_dir)  # one writer: a second sweep on the same directory is refused

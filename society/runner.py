@@ -138,6 +138,21 @@ def new_run_dir(scenario: Scenario, base: str | Path | None = None) -> Path:
     return path
 
 
+def run_meta(scenario: Scenario, engine: Engine, text: str) -> dict[str, str]:
+    """The meta every new store starts with: what ran, from which scenario, when, by which
+    version (status `running` until the run ends)."""
+    return dict(
+        name=scenario.name,
+        seed=str(scenario.seed),
+        game=scenario.game.kind,
+        resolved_game=json.dumps(engine.kind.resolved(engine.setup)),
+        scenario=text,
+        status="running",
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        society_version=__version__,
+    )
+
+
 def start_run(
     scenario: Scenario,
     run_dir: str | Path | None = None,
@@ -177,14 +192,7 @@ def start_run(
             run_dir,
             create=True,
             meta=dict(
-                name=scenario.name,
-                seed=str(scenario.seed),
-                game=scenario.game.kind,
-                resolved_game=json.dumps(engine.kind.resolved(engine.setup)),
-                scenario=text,
-                status="running",
-                created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                society_version=__version__,
+                run_meta(scenario, engine, text),
                 # engine, version, device, batch invariance: can a rerun be identical?
                 backends=_describe(opened),
             ),
