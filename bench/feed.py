@@ -18,13 +18,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -32,21 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.chat import ChatRequest  # noqa: E402
+from bench.marketplace import recorded_batches  # noqa: E402  (the same reader)
 from games.feed import FeedGame  # noqa: E402
-
-
-def recorded_batches(run_dir: Path) -> list[list[ChatRequest]]:
-    """The simulator's requests in the batches it sent them: one per (step, purpose)."""
-    conn = sqlite3.connect(run_dir / "run.sqlite")
-    rows = conn.execute(
-        "SELECT round, purpose, messages, params FROM llm_calls ORDER BY id"
-    ).fetchall()
-    conn.close()
-    return [
-        [ChatRequest.from_params(json.loads(c[2]), json.loads(c[3])) for c in group]
-        for _, group in groupby(rows, key=lambda r: (r[0], r[1]))
-    ]
 
 
 def filled_game(n: int, posts: int, communities: int, seed: int) -> FeedGame:
