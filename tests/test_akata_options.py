@@ -335,7 +335,7 @@ def test_openai_choice_on_llama_cpp_server(llama_server):
         assert all(r.error is None for r in replies), [r.error for r in replies]
         assert {r.text for r in replies[:2]} <= {"J", "F"}
         assert {r.text for r in replies[2:]} <= {"Left", "Right"}  # hot, yet constrained
-        assert b._choice[llama_server]  # the server took the grammar
+        assert {e.url: e.choice for e in b.pool.endpoints}[llama_server]  # it took the grammar
     finally:
         b.close()
 
