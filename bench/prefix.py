@@ -11,9 +11,12 @@ whose KV cache keeps the longest common prefix with the previous prompt
 prints both counts, the share saved (goal >= 40 %), and, as a second baseline, the
 shipped layout sent in shuffled order (no prefix sort).
 
-The vLLM CPU engine's prefix-cache figures are not measured here (see the README note).
+With ``--vllm`` the same three batches also go to the vLLM engine (the CPU build here,
+a GPU build elsewhere), its automatic prefix cache reset before each; the tokens computed
+are its prefix-cache queries minus hits (the ``vllm:prefix_cache_queries`` and
+``vllm:prefix_cache_hits`` counters of ``LLM.get_metrics()``, in tokens).
 
-    .venv/bin/python bench/prefix.py [--agents 8]
+    .venv/bin/python bench/prefix.py [--agents 8] [--vllm]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import sqlite3
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -98,9 +102,33 @@ def computed(backend: LlamaCppBackend, prompts: list[list[dict]], *, sort: bool)
     return total, done
 
 
+def _vllm_counters(llm: Any) -> tuple[float, float]:
+    """(prefix-cache queries, hits) so far, in tokens, from the engine's metrics."""
+    got = {m.name: m.value for m in llm.get_metrics() if hasattr(m, "value")}
+    return got.get("vllm:prefix_cache_queries", 0.0), got.get("vllm:prefix_cache_hits", 0.0)
+
+
+def computed_vllm(backend: Any, prompts: list[list[dict]], *, sort: bool) -> tuple[int, int]:
+    """(prompt tokens, prompt tokens computed) of one batch through the Decider to vLLM."""
+    llm = backend._llm
+    llm.reset_prefix_cache()  # each batch starts cold
+    q0, h0 = _vllm_counters(llm)
+    order = list(range(len(prompts)))
+    if sort:  # the order a run sends (the Decider sorts by prefix)
+        from society.decide import _prefix_order
+
+        order = _prefix_order([ChatRequest(messages=m) for m in prompts])
+    backend.generate(
+        [ChatRequest(messages=prompts[i], max_tokens=1, temperature=0.0, seed=i) for i in order]
+    )
+    q1, h1 = _vllm_counters(llm)
+    return int(q1 - q0), int((q1 - q0) - (h1 - h0))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, default=8)
+    ap.add_argument("--vllm", action="store_true", help="also measure the vLLM engine")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         shared = step_prompts(args.agents, Path(tmp), {})
@@ -119,8 +147,32 @@ def main() -> None:
     print(f"commons (fishery), {args.agents} agents, one step's harvest prompts, llama.cpp:")
     for name, (total, done) in rows.items():
         print(f"  {name:26s} prompt tokens {total:6d}, computed {done:6d}")
-    new, old = rows["shared-first, sorted"][1], rows["name-first (old), sorted"][1]
-    print(f"  tokens computed: {new} vs {old} with the old layout: {1 - new / old:.0%} fewer")
+    new_n, old_n = rows["shared-first, sorted"][1], rows["name-first (old), sorted"][1]
+    print(
+        f"  tokens computed: {new_n} vs {old_n} with the old layout: {1 - new_n / old_n:.0%} fewer"
+    )
+    if args.vllm:
+        vllm_rows(shared, old, shuffled)
+
+
+def vllm_rows(shared: list[list[dict]], old: list[list[dict]], shuffled: list[list[dict]]) -> None:
+    """The same three batches on the vLLM engine (its prefix-cache counters)."""
+    from society.backends.vllm import VLLMBackend
+
+    backend = VLLMBackend(engine_kwargs={"disable_log_stats": False})
+    try:
+        rows = {
+            "shared-first, sorted": computed_vllm(backend, shared, sort=True),
+            "name-first (old), sorted": computed_vllm(backend, old, sort=True),
+            "shared-first, unsorted": computed_vllm(backend, shuffled, sort=False),
+        }
+    finally:
+        backend.close()
+    print(f"vLLM {backend.describe().get('vllm', '')} prefix cache, same prompts:")
+    for name, (total, done) in rows.items():
+        print(f"  {name:26s} prompt tokens {total:6d}, computed {done:6d}")
+    new, old_n = rows["shared-first, sorted"][1], rows["name-first (old), sorted"][1]
+    print(f"  tokens computed: {new} vs {old_n} with the old layout: {1 - new / old_n:.0%} fewer")
 
 
 if __name__ == "__main__":

@@ -256,7 +256,19 @@ class OpenAIBackend(Backend):
             loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._batch(list(requests)), loop)
         try:
-            return future.result()
+            while True:
+                try:
+                    return future.result(timeout=0.5)
+                except TimeoutError:
+                    if future.done():  # the batch itself raised TimeoutError
+                        raise
+                    # Closed from another thread (a run ending while out-of-order calls
+                    # are in flight): the loop is gone and this future would never end.
+                    if self._loop is not loop:
+                        future.cancel()
+                        raise BackendError(
+                            "openai backend: closed while a request was in flight"
+                        ) from None
         except KeyboardInterrupt:
             future.cancel()
             raise
