@@ -112,6 +112,7 @@ class Estimate:
     has_llm: bool
     notes: tuple[str, ...] = ()
     bound_only: bool = False  # from the population alone: decisions and steps at least
+    steps_known: bool = True  # False: the game does not know its length (steps assumed)
 
     def summary(self) -> str:
         """The estimate on one line."""
@@ -430,7 +431,7 @@ def estimate(scenario: Scenario, engine: Engine | None = None) -> Estimate:
         agents=pre.agents, edges=pre.edges, steps=steps, decisions=decisions, peak_turns=peak,
         llm_calls=llm_calls, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         cost=cost, memory_bytes=memory, store_bytes=store, wall_s=max(wall, 0.0),
-        has_llm=bool(groups), notes=tuple(notes),
+        has_llm=bool(groups), notes=tuple(notes), steps_known=size.steps is not None,
     )  # fmt: skip
 
 

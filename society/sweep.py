@@ -36,13 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from society.config import Strict
 from society.errors import UserError
-from society.scenario import Scenario, format_validation_error, load_scenario
+from society.estimate import preflight
+from society.scenario import (
+    Scenario,
+    format_validation_error,
+    load_scenario,
+    read_scenario_text,
+    resolve,
+    safe_load,
+)
 from society.store import DB_NAME
+from society.vector import make_engine
 
 __all__ = [
     "INDEX_CSV",
@@ -60,7 +68,7 @@ INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
 SWEEP_COPY = "sweep.yaml"
 PREFIX_DIR = "prefix"
-MAX_POINTS = 100_000  # a grid larger than this is a typo, not an experiment
+MAX_POINTS = 10_000  # a grid larger than this is a typo, not an experiment (each is checked)
 
 
 class SweepFile(Strict):
@@ -152,6 +160,8 @@ def _assignment(key: str, value: Any) -> str:
 def expand(spec: SweepFile) -> list[dict[str, Any]]:
     """The points' parameters: the grid's product (first key varies slowest) or points."""
     if spec.points is not None:
+        if len(spec.points) > MAX_POINTS:
+            raise UserError(f"points: {len(spec.points)} (more than {MAX_POINTS}); split the sweep")
         return [dict(p) for p in spec.points]
     assert spec.grid is not None
     keys = list(spec.grid)
@@ -166,14 +176,10 @@ def expand(spec: SweepFile) -> list[dict[str, Any]]:
 def load_sweep_file(path: str | Path) -> Sweep:
     """Read and validate a sweep file and every point's scenario (`UserError`, one line)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read sweep file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "?"
-        raise UserError(f"{path}: invalid YAML at {where}") from None
+    if not _is_file(path):
+        raise UserError(f"{path}: cannot read sweep file (no such file)")
+    # Bounded as a scenario is: size, UTF-8, nesting, aliases (one line, never a traceback).
+    data = safe_load(read_scenario_text(path), str(path))
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping with scenario: and grid: or points:")
     if "scenario" not in data:
@@ -186,17 +192,33 @@ def load_sweep_file(path: str | Path) -> Sweep:
         for key in p:
             if not isinstance(key, str) or not key.strip("."):
                 raise UserError(f"{path}: points.{k}: {key!r} is not a field path")
-    scenario_path = (path.parent / spec.scenario).resolve()
-    if not scenario_path.is_file():
-        raise UserError(f"{path}: scenario: {spec.scenario} not found (looked at {scenario_path})")
+    scenario_path = path.parent / spec.scenario
+    if not _is_file(scenario_path):
+        raise UserError(
+            f"{path}: scenario: {spec.scenario:.200} not found (looked at {scenario_path!s:.300})"
+        )
+    scenario_path = scenario_path.resolve()
     params = expand(spec)
     width = max(4, len(str(len(params) - 1)))
     points = [Point(f"p{k:0{width}d}", p, f"points/p{k:0{width}d}") for k, p in enumerate(params)]
     sweep = Sweep(path, spec, scenario_path, points)
-    base = sweep.scenario()  # the set: overrides alone
+    try:
+        base = sweep.scenario()  # the set: overrides alone
+    except UserError as exc:
+        raise UserError(f"{path}: set: {exc}") from None
+    if spec.fork_at is not None:  # past the base run's end: refused before its prefix is played
+        _, est = preflight(base)
+        if est.steps_known and spec.fork_at >= est.steps:
+            raise UserError(
+                f"{path}: fork_at: {spec.fork_at}: the base run has {est.steps} steps "
+                f"(0 to {est.steps - 1}); fork earlier"
+            )
+    raw = safe_load(read_scenario_text(scenario_path), str(scenario_path))  # read once
     for point in points:
         try:
-            scenario = sweep.scenario(point)
+            scenario = resolve(raw, str(scenario_path), point.overrides(spec.set))
+            # Sized before any point runs: a point too large is refused here, not mid-sweep.
+            preflight(scenario, build=make_engine)
         except UserError as exc:
             raise UserError(f"{path}: point {point.id} ({_describe(point)}): {exc}") from None
         if spec.fork_at is not None:
@@ -204,6 +226,13 @@ def load_sweep_file(path: str | Path) -> Sweep:
 
             check_structure(base, scenario, f"{path}: fork_at: point {point.id}")
     return sweep
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
 
 
 def _describe(point: Point) -> str:

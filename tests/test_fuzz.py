@@ -6,13 +6,21 @@ values, missing and unknown keys, broken bytes, deep nesting, the same through -
 `society.cli.main` with stdout and stderr captured (an exception escaping main fails the
 case); a handful run as real `society` processes. Cases that validate stop at
 ``--dry-run``, so no case runs unbounded, and each has a time limit (SIGALRM).
+
+Sweep files (hand-made ones and mutations of the shipped sweep and of small valid ones:
+wrong types, non-list grid values, unknown field paths, grid and points, empty and huge
+grids, broken bytes, deep nesting, absent base scenarios, bad values inside points) go
+through `society sweep --workers 1`, which has no dry run: the valid ones run on tiny
+bases, to exit 0 with every point finished.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import random
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -25,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from society.cli import main
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, run_cli, write_scenario
 
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 CASE_LIMIT_S = 10.0
@@ -81,12 +89,17 @@ def check_case(argv: list[str], out_dir: Path, label: str) -> int:
     if rc == 0:
         assert "estimate" in out, f"{label}: exit 0 without an estimate: {out!r}"
         return rc
+    assert_one_line(rc, err, label)
+    return rc
+
+
+def assert_one_line(rc: int, err: str, label: str) -> None:
+    """Exit 2 and one line on stderr, society's own (not an unexpected exception's)."""
     assert rc == 2, f"{label}: exit {rc}: {err}"
     lines = err.strip().splitlines()
     assert len(lines) == 1, f"{label}: {len(lines)} stderr lines: {err!r}"
     assert lines[0].startswith("society"), f"{label}: {lines[0]!r}"
     assert "unexpected error" not in lines[0], f"{label}: {lines[0]}"
-    return rc
 
 
 # -- mutations of the shipped scenarios ------------------------------------------------------
@@ -159,7 +172,7 @@ def _write(path: Path, raw: bytes | None, data: Any) -> None:
 
 @pytest.fixture(scope="module")
 def counts() -> Iterator[dict[str, int]]:
-    tally = {"cases": 0, "exit 0": 0, "exit 2": 0}
+    tally = {"cases": 0, "exit 0": 0, "exit 2": 0, "sweep cases": 0}
     yield tally
     print(f"\nfuzz: {tally}")
 
@@ -254,11 +267,289 @@ def test_generated_bytes(raw, tmp_path, counts):
     counts[f"exit {rc}"] += 1
 
 
+# -- sweep files ----------------------------------------------------------------------------
+# `society sweep` has no dry run: a sweep file that validates runs every point, so the bases
+# are tiny (a few decisions a point) and each case has the same time limit.
+SHIPPED_SWEEP = ROOT / "scenarios" / "sweeps" / "ipd_seeds.yaml"
+SWEEP_MUTATIONS = 110  # of the shipped sweep and of small valid ones, + the hand-made cases
+MIN_SWEEP_CASES = 150
+REFUSE_QUICKLY_S = 3.0  # a grid of 10^9 points is counted, never expanded
+TINY: dict[str, Any] = {
+    "name": "fuzz-tiny", "seed": 1,
+    "population": {"groups": [
+        {"name": "tft", "count": 1, "strategy": "tit_for_tat"},
+        {"name": "rnd", "count": 1, "strategy": {"name": "random", "p": 0.5}},
+    ]},
+    "game": {"kind": "repeated_2x2", "rounds": 3},
+}  # fmt: skip
+
+
+def check_sweep_case(sweep: Path, out_dir: Path, label: str) -> tuple[int, str, float]:
+    """`society sweep SWEEP --workers 1` in-process: exit 0 with every point finished, or
+    exit 2 and one line with nothing created. Returns (exit, stderr, seconds)."""
+    argv = ["sweep", str(sweep), "--out", str(out_dir), "--workers", "1", "--quiet"]
+    t0 = time.perf_counter()
+    try:
+        with _time_limit(CASE_LIMIT_S):
+            rc, out, err = _run_main(argv)
+    except CaseTimeout:
+        pytest.fail(f"{label}: ran past {CASE_LIMIT_S} s")
+    elapsed = time.perf_counter() - t0
+    assert elapsed < CASE_LIMIT_S, f"{label}: {elapsed:.1f} s"
+    assert "Traceback" not in err, f"{label}: {err}"
+    if rc == 0:
+        index = json.loads((out_dir / "index.json").read_text())
+        statuses = [p["status"] for p in index["points"]]
+        assert statuses and set(statuses) == {"finished"}, f"{label}: {statuses}"
+        assert " 0 not finished" in out, f"{label}: {out!r}"
+        shutil.rmtree(out_dir)
+        return rc, err, elapsed
+    assert_one_line(rc, err, label)
+    assert not out_dir.exists(), f"{label}: refused, yet {out_dir} was created: {err}"
+    return rc, err, elapsed
+
+
+def _huge_grid(points_log10: int) -> dict[str, list[int]]:
+    """A grid of 10^points_log10 points: that many keys of ten values each."""
+    return {f"game.k{i}": list(range(10)) for i in range(points_log10)}
+
+
+def hand_made_sweeps(tmp: Path) -> list[tuple[str, Any]]:
+    """(label, data or raw bytes) of small hand-made sweep files, most of them wrong; the
+    scenario files they name are written into `tmp`."""
+    tiny = write_scenario(tmp / "tiny.yaml", TINY)
+    (tmp / "binary.yaml").write_bytes(b"\xff\xfe\x00\x01" * 50)
+    (tmp / "invalid.yaml").write_text("name: bad\npopulation: 3\ngame: {kind: nope}\n")
+    (tmp / "deep.yaml").write_text("name: d\ngame: " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp / "empty.yaml").write_text("")
+    (tmp / "a_sweep.yaml").write_text(f"scenario: {tiny}\ngrid: {{seed: [1]}}\n")
+    sc = str(tiny)
+    grid = {"seed": [1, 2]}
+    bad: list[tuple[str, Any]] = [
+        ("valid grid", {"scenario": sc, "grid": grid}),
+        ("valid points", {"scenario": sc, "points": [{"seed": 1}, {"seed": 2, "game.rounds": 2}]}),
+        ("valid set", {"scenario": sc, "set": {"game.rounds": 1}, "grid": {"game.noise": [0, 0.1]}}),
+        ("valid empty point", {"scenario": sc, "name": "n", "points": [{}]}),
+        ("valid group by name", {"scenario": sc, "grid": {"population.groups.tft.count": [1, 2]}}),
+        ("valid fork_at", {"scenario": sc, "fork_at": 1, "grid": {"game.noise": [0.0, 0.1]}}),
+        ("valid relative path", {"scenario": "tiny.yaml", "points": [{"seed": 3}]}),
+        ("shipped, moved away from its base", yaml.safe_load(SHIPPED_SWEEP.read_text())),
+        ("scenario: int", {"scenario": 5, "grid": grid}),
+        ("scenario: list", {"scenario": [sc], "grid": grid}),
+        ("scenario: mapping", {"scenario": {"path": sc}, "grid": grid}),
+        ("scenario: empty", {"scenario": "", "grid": grid}),
+        ("scenario: null", {"scenario": None, "grid": grid}),
+        ("scenario: missing", {"grid": grid}),
+        ("scenario: absent file", {"scenario": str(tmp / "nowhere.yaml"), "grid": grid}),
+        ("scenario: a directory", {"scenario": str(tmp), "grid": grid}),
+        ("scenario: binary", {"scenario": "binary.yaml", "grid": grid}),
+        ("scenario: invalid", {"scenario": "invalid.yaml", "grid": grid}),
+        ("scenario: deep", {"scenario": "deep.yaml", "grid": grid}),
+        ("scenario: empty file", {"scenario": "empty.yaml", "grid": grid}),
+        ("scenario: a sweep file", {"scenario": "a_sweep.yaml", "grid": grid}),
+        ("scenario: NUL", {"scenario": "tiny\x00.yaml", "grid": grid}),
+        ("scenario: long name", {"scenario": "x" * 5000, "grid": grid}),
+        ("grid: scalar value", {"scenario": sc, "grid": {"seed": 3}}),
+        ("grid: string value", {"scenario": sc, "grid": {"seed": "1, 2"}}),
+        ("grid: mapping value", {"scenario": sc, "grid": {"seed": {"a": 1}}}),
+        ("grid: null value", {"scenario": sc, "grid": {"seed": None}}),
+        ("grid: a list", {"scenario": sc, "grid": [1, 2]}),
+        ("grid: a string", {"scenario": sc, "grid": "seed"}),
+        ("grid: empty", {"scenario": sc, "grid": {}}),
+        ("grid: empty list", {"scenario": sc, "grid": {"seed": []}}),
+        ("grid: one empty list", {"scenario": sc, "grid": {"seed": [1], "game.rounds": []}}),
+        ("grid: int key", {"scenario": sc, "grid": {1: [1]}}),
+        ("grid: empty key", {"scenario": sc, "grid": {"": [1]}}),
+        ("grid: dots key", {"scenario": sc, "grid": {"..": [1]}}),
+        ("grid: unknown path", {"scenario": sc, "grid": {"game.nosuch": [1]}}),
+        ("grid: unknown top key", {"scenario": sc, "grid": {"nosuch": [1]}}),
+        ("grid: path past a value", {"scenario": sc, "grid": {"game.rounds.x.y": [1]}}),
+        ("grid: group index", {"scenario": sc, "grid": {"population.groups.99.count": [1]}}),
+        ("grid: bad values", {"scenario": sc, "grid": {"seed": [1, "x", None]}}),
+        ("grid: nested lists", {"scenario": sc, "grid": {"seed": [[1], [2]]}}),
+        ("grid: negative seed", {"scenario": sc, "grid": {"seed": [-5]}}),
+        ("grid: absurd rounds", {"scenario": sc, "grid": {"game.rounds": [3, 10**12]}}),
+        ("grid: absurd count", {"scenario": sc, "grid": {"population.groups.0.count": [10**12]}}),
+        ("grid: zero count", {"scenario": sc, "grid": {"population.groups.0.count": [0]}}),
+        ("grid: nan noise", {"scenario": sc, "grid": {"game.noise": [float("nan")]}}),
+        ("grid: game kind", {"scenario": sc, "grid": {"game.kind": ["nope", "donor"]}}),
+        ("grid: 10^5 points", {"scenario": sc, "grid": _huge_grid(5)}),
+        ("grid: 10^9 points", {"scenario": sc, "grid": _huge_grid(9)}),
+        ("grid: 10^12 points", {"scenario": sc, "grid": _huge_grid(12)}),
+        ("grid: 10^40 points", {"scenario": sc, "grid": _huge_grid(40)}),
+        ("grid: 20,000 seeds", {"scenario": sc, "grid": {"seed": list(range(20_000))}}),
+        ("points: 20,000", {"scenario": sc, "points": [{"seed": k} for k in range(20_000)]}),
+        ("grid and points", {"scenario": sc, "grid": grid, "points": [{"seed": 1}]}),
+        ("neither grid nor points", {"scenario": sc}),
+        ("grid: null", {"scenario": sc, "grid": None}),
+        ("points: empty", {"scenario": sc, "points": []}),
+        ("points: scalar", {"scenario": sc, "points": 3}),
+        ("points: a mapping", {"scenario": sc, "points": {"seed": 1}}),
+        ("points: scalars", {"scenario": sc, "points": [1, 2]}),
+        ("points: lists", {"scenario": sc, "points": [[1]]}),
+        ("points: int key", {"scenario": sc, "points": [{1: 2}]}),
+        ("points: empty key", {"scenario": sc, "points": [{"": 2}]}),
+        ("points: dots key", {"scenario": sc, "points": [{"...": 2}]}),
+        ("points: unknown path", {"scenario": sc, "points": [{"game.nosuch": 1}]}),
+        ("points: negative seed", {"scenario": sc, "points": [{"seed": -5}]}),
+        ("points: seed 2^64", {"scenario": sc, "points": [{"seed": 2**64}]}),
+        ("points: absurd rounds", {"scenario": sc, "points": [{"game.rounds": 10**12}]}),
+        ("points: float rounds", {"scenario": sc, "points": [{"game.rounds": 1.5}]}),
+        ("points: string rounds", {"scenario": sc, "points": [{"game.rounds": "many"}]}),
+        ("points: infinite noise", {"scenario": sc, "points": [{"game.noise": float("inf")}]}),
+        ("points: game kind", {"scenario": sc, "points": [{"game.kind": "nope"}]}),
+        ("points: groups a string", {"scenario": sc, "points": [{"population.groups": "x"}]}),
+        ("points: the second bad", {"scenario": sc, "points": [{"seed": 1}, {"seed": "x"}]}),
+        ("points: huge strategy", {"scenario": sc, "points": [{"population.groups.0.strategy": "x" * 5000}]}),
+        ("set: a list", {"scenario": sc, "set": [1], "grid": grid}),
+        ("set: a string", {"scenario": sc, "set": "game.rounds=2", "grid": grid}),
+        ("set: null", {"scenario": sc, "set": None, "grid": grid}),
+        ("set: unknown path", {"scenario": sc, "set": {"nosuch.x": 1}, "grid": grid}),
+        ("set: absurd rounds", {"scenario": sc, "set": {"game.rounds": 10**12}, "grid": grid}),
+        ("set: absurd games", {"scenario": sc, "set": {"evolution.generations": 10**9}, "grid": grid}),
+        ("set: bad backend", {"scenario": sc, "set": {"backend.kind": "nope"}, "grid": grid}),
+        ("fork_at: -1", {"scenario": sc, "fork_at": -1, "grid": grid}),
+        ("fork_at: string", {"scenario": sc, "fork_at": "x", "grid": grid}),
+        ("fork_at: float", {"scenario": sc, "fork_at": 1.5, "grid": grid}),
+        ("fork_at: 10^30", {"scenario": sc, "fork_at": 10**30, "grid": {"game.noise": [0, 0.1]}}),
+        ("fork_at: past the end", {"scenario": sc, "fork_at": 50, "grid": {"game.noise": [0, 0.1]}}),
+        ("fork_at: over seeds", {"scenario": sc, "fork_at": 1, "grid": grid}),
+        ("name: empty", {"scenario": sc, "name": "", "grid": grid}),
+        ("name: int", {"scenario": sc, "name": 3, "grid": grid}),
+        ("name: list", {"scenario": sc, "name": ["a"], "grid": grid}),
+        ("unknown key", {"scenario": sc, "grid": grid, "workers": 3}),
+        ("top: a list", [sc, grid]),
+        ("top: a string", sc),
+        ("top: an int", 7),
+        ("top: null", None),
+    ]  # fmt: skip
+    ok = f"scenario: {sc}\ngrid: {{seed: [1, 2]}}\n".encode()
+    raw: list[tuple[str, Any]] = [
+        ("bytes: empty", b""),
+        ("bytes: binary", b"\xff\xfe\x00\x01" * 64),
+        ("bytes: NUL", ok.replace(b"grid", b"gr\x00id")),
+        ("bytes: BOM", b"\xef\xbb\xbf" + ok),
+        ("bytes: truncated", ok[: len(ok) - 5]),
+        ("bytes: bad UTF-8", ok + b"name: \xc3\x28\n"),
+        ("bytes: tabs", ok.replace(b"  ", b"\t")),
+        ("bytes: unclosed", ok + b"points: [{seed: 1\n"),
+        ("bytes: duplicate key", ok + b"grid: {seed: [3]}\n"),
+        ("bytes: python tag", ok + b"set: !!python/object/apply:os.system [ls]\n"),
+        ("bytes: alias bomb", b'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+         + b"".join(f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n".encode()
+                    for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+         + f"scenario: {sc}\ngrid: {{seed: *i}}\n".encode()),
+        ("bytes: 5,000 brackets", f"scenario: {sc}\ngrid: {{seed: ".encode()
+         + b"[" * 5000 + b"]" * 5000 + b"}\n"),
+        ("bytes: deep mappings", f"scenario: {sc}\nset: ".encode() + b"{a: " * 200 + b"1"
+         + b"}" * 200 + b"\ngrid: {seed: [1]}\n"),
+        ("bytes: 2 MB", ok + b"# " + b"x" * (2 << 20) + b"\n"),
+        ("bytes: huge integer", ok.replace(b"[1, 2]", b"[" + b"9" * 5000 + b"]")),
+    ]  # fmt: skip
+    return bad + raw
+
+
+def _small_valid(tmp: Path) -> list[dict[str, Any]]:
+    """Valid sweep files to mutate: the shipped one on its base (cut to 2 rounds a
+    match), and small ones on the tiny base."""
+    shipped = yaml.safe_load(SHIPPED_SWEEP.read_text())
+    shipped["scenario"] = str((SHIPPED_SWEEP.parent / shipped["scenario"]).resolve())
+    shipped["set"] = {**shipped.get("set", {}), "game.rounds": 2}
+    tiny = str(write_scenario(tmp / "tiny.yaml", TINY))
+    return [
+        shipped,
+        {"scenario": tiny, "set": {"game.rounds": 2}, "grid": {"seed": [1, 2], "game.noise": [0.0, 0.1]}},
+        {"scenario": tiny, "points": [{"seed": 4}, {"seed": 5, "population.groups.tft.count": 2}]},
+        {"scenario": tiny, "fork_at": 1, "points": [{"game.noise": 0.0}, {"game.noise": 0.2}]},
+    ]  # fmt: skip
+
+
+def mutate_sweep(data: dict[str, Any], rng: random.Random) -> tuple[str, bytes | None, Any]:
+    """One mutation of a sweep file: a sweep-specific one (grid values, field paths, both
+    grid and points, sizes) or any of the scenario mutations."""
+    data = yaml.safe_load(yaml.safe_dump(data))
+    op = rng.choice(["generic"] * 5 + ["scalar", "path", "both", "grow", "point"])
+    if op == "generic":
+        return mutate(data, rng)
+    pts = data.get("points") or [{}]
+    grid = data.get("grid") or {"seed": [1]}
+    if op == "scalar":  # a grid value that is not a list
+        key = rng.choice(list(grid))
+        data["grid"] = {**grid, key: rng.choice(ABSURD[:12] + ["1, 2", None, {"a": [1]}])}
+        data.pop("points", None)
+    elif op == "path":  # an unknown or malformed field path, in set:, grid: or points:
+        path = rng.choice(["game.nosuch", "nosuch", "", ".", "a..b", "game.rounds.x",
+                           "population.groups.7.count", "population.groups.nope.count",
+                           "seed.0", "game", "population"])  # fmt: skip
+        where = rng.choice(["set", "grid", "points"])
+        if where == "set":
+            data["set"] = {**(data.get("set") or {}), path: 1}
+        elif where == "grid":
+            data["grid"] = {**grid, path: [1]}
+            data.pop("points", None)
+        else:
+            data["points"] = [*pts, {path: 1}]
+            data.pop("grid", None)
+    elif op == "both":
+        data["grid"], data["points"] = grid, pts
+    elif op == "grow":  # more points than a sweep may have, counted before any is made
+        data["grid"] = {**grid, **_huge_grid(rng.choice([5, 7, 9, 11]))}
+        data.pop("points", None)
+    else:  # an absurd value inside a point
+        key = rng.choice(["seed", "game.rounds", "game.noise", "population.groups.0.count",
+                          "evolution.generations", "game.kind", "backend"])  # fmt: skip
+        data["points"] = [*pts, {key: rng.choice(ABSURD)}]
+        data.pop("grid", None)
+    return op, None, data
+
+
+def _write_sweep(path: Path, case: Any) -> None:
+    if isinstance(case, bytes):
+        path.write_bytes(case)
+    else:
+        _write(path, None, case)
+
+
+def test_sweep_files(tmp_path, counts):
+    """Hand-made and mutated sweep files through `society sweep`: each one exit 0 with
+    every point finished, or one line and exit 2 with nothing created; huge grids are
+    refused at once, with their size."""
+    tally = {"exit 0": 0, "exit 2": 0}
+    cases: list[tuple[str, Any]] = hand_made_sweeps(tmp_path)
+    rng = random.Random("fuzz-sweep")
+    bases = _small_valid(tmp_path)
+    for k in range(SWEEP_MUTATIONS):
+        what, raw, data = mutate_sweep(bases[k % len(bases)], rng)
+        cases.append((f"mutation {k} of base {k % len(bases)}: {what}", raw or data))
+    for k, (label, case) in enumerate(cases):
+        path = tmp_path / f"sweep{k}.yaml"
+        _write_sweep(path, case)
+        rc, err, elapsed = check_sweep_case(path, tmp_path / f"out{k}", label)
+        if label.startswith("valid"):
+            assert rc == 0, f"{label}: {err}"
+        if label.startswith(("grid: 10^", "grid: 20,000", "points: 20,000")):
+            assert rc == 2 and "points" in err and "more than" in err, f"{label}: {err}"
+        if label.startswith("grid: 10^"):  # counted, not expanded (nor parsed at length)
+            assert elapsed < REFUSE_QUICKLY_S, f"{label}: refused after {elapsed:.1f} s"
+        if "absurd rounds" in label:
+            assert rc == 2 and "too large to run" in err and "estimate" in err, f"{label}: {err}"
+        tally[f"exit {rc}"] += 1
+        counts["cases"] += 1
+        counts["sweep cases"] += 1
+        counts[f"exit {rc}"] += 1
+    assert len(cases) >= MIN_SWEEP_CASES
+    # Both outcomes occur: the contract is tested on sweeps that run as well as refused ones.
+    assert tally["exit 0"] >= 10 and tally["exit 2"] >= 100, tally
+    print(f"\nsweep fuzz: {len(cases)} files, {tally}")
+
+
 def test_enough_cases(counts):
-    """Runs after the cases above (file order): at least 1,000 cases per CI run."""
+    """Runs after the cases above (file order): at least 1,000 cases per CI run, at least
+    150 of them sweep files."""
     if counts["cases"] == 0:
         pytest.skip("run with the whole file")
     assert counts["cases"] >= 1000, counts
+    assert counts["sweep cases"] >= MIN_SWEEP_CASES, counts
 
 
 # -- real processes --------------------------------------------------------------------------

@@ -420,8 +420,9 @@ def test_a_fresh_interpreter_killed_after_its_first_step_resumes(kind, tmp_path)
 
 def _timed_run(argv: list[str], run_dir: Path, kill_after: float | None = None):
     """A fresh `python -m society.cli ARGV`; returns (exit code, seconds from the store
-    appearing to the exit). With `kill_after`, SIGKILL it that long after the store (or,
-    for a resume, the process) appears."""
+    appearing to the exit, seconds from the start to the store appearing). With
+    `kill_after`, SIGKILL it that long after the store (or, for a resume, the process)
+    appears."""
     t0 = time.monotonic()
     proc = subprocess.Popen(
         society_cmd(*argv), cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL,
@@ -434,55 +435,72 @@ def _timed_run(argv: list[str], run_dir: Path, kill_after: float | None = None):
         time.sleep(kill_after)
         proc.send_signal(signal.SIGKILL)
     rc = proc.wait()
-    return rc, time.monotonic() - max(seen, t0)
+    return rc, time.monotonic() - max(seen, t0), seen - t0
+
+
+EMBEDDED_KILLS = 3
 
 
 @pytest.mark.llm
 @pytest.mark.slow
 def test_kills_on_the_embedded_model_resume_identically(embedded_gguf, tmp_path):
-    """Real processes on the embedded llama.cpp model killed at seeded random instants
-    after their store appeared (the model load before it is the slow, uninteresting
-    part), then resumed: the store equals the uninterrupted run's."""
+    """One real `society run` on the embedded llama.cpp model, then each `society resume`
+    of it, killed at seeded random instants within the steps it has left (a resume's
+    instant counts from its start: interpreter and model load, then its steps), until it
+    has been killed at least three times; then resumed to the end. Every killed store holds whole
+    steps of the uninterrupted run, and the final store equals it row for row."""
     data = {
         "name": "kill-embedded",
         "seed": 5,
-        "backend": {"kind": "llamacpp", "model": "smollm2-135m", "n_ctx": 1024},
-        "population": {"groups": [
-            {"name": "llm", "kind": "llm", "count": 2, "max_tokens": 8},
-            {"name": "tft", "count": 1, "strategy": "tit_for_tat"},
-        ]},
-        "game": {"kind": "repeated_2x2", "rounds": 6},
+        # Two threads: llama.cpp's default (half the CPUs) crawls on a busy machine.
+        "backend": {"kind": "llamacpp", "model": "smollm2-135m", "n_ctx": 1024,
+                    "n_threads": 2},
+        "population": {"groups": [{"name": "llm", "kind": "llm", "count": 2, "max_tokens": 8}]},
+        "game": {"kind": "repeated_2x2", "rounds": 4},
     }  # fmt: skip
     scenario = write_scenario(tmp_path / "s.yaml", data)
     straight = tmp_path / "straight"
-    rc, loop = _timed_run(["run", str(scenario), "--out", str(straight), "--quiet"], straight)
+    rc, loop, startup = _timed_run(
+        ["run", str(scenario), "--out", str(straight), "--quiet"], straight
+    )
     assert rc == 0
     full = {t: table_rows(straight, t) for t in COMPARED_TABLES}
+    total = committed_steps(straight) or 1
     rng = np.random.default_rng(77)
     killed = tmp_path / "killed"
-    kills = 0
-    for _attempt in range(4):
+    instants: list[float] = []
+    held: list[int | None] = []
+    for _attempt in range(12):
+        if len(instants) >= EMBEDDED_KILLS:
+            break
         argv = ["run", str(scenario), "--out", str(killed), "--quiet"]
+        wait = 0.0  # `run`: from its store appearing (the model is loaded before it)
         if (killed / "run.sqlite").exists():
             argv = ["resume", str(killed), "--quiet"]
-        # Early in the loop: this run's speed differs from the straight one's (load, cache).
-        rc, _ = _timed_run(argv, killed, kill_after=float(rng.uniform(0.05, 0.5) * loop))
-        if rc == 0 and kills == 0:  # ended before its kill: try again from scratch
+            wait = startup  # `resume`: from its start; it loads the model first
+        # Somewhere in the steps this process has left to play (a resume starts after
+        # the committed ones), at a seeded random instant.
+        left = 1 - (committed_steps(killed) or 0) / total
+        at = wait + float(rng.uniform(0.15, 0.75)) * left * loop
+        rc, _, _ = _timed_run(argv, killed, kill_after=at)
+        if rc == 0:  # ended before its kill: start the chain again from scratch
+            assert_same_store(killed, straight)
             shutil.rmtree(killed)
+            instants, held = [], []
             continue
-        if rc == 0:
-            break
-        assert rc == -signal.SIGKILL
-        kills += 1
-        if (killed / "run.sqlite").exists():
+        assert rc == -signal.SIGKILL, rc
+        instants.append(at)
+        held.append(committed_steps(killed))
+        if held[-1] is not None:
             assert_whole_steps(killed, straight, full)
-    assert kills >= 1, "no kill landed before the run ended"
-    if committed_steps(killed) is None or query(
-        killed, "SELECT value FROM meta WHERE key = 'status'"
-    ) != [("finished",)]:
-        argv = ["resume", str(killed), "--quiet"]
-        if committed_steps(killed) is None:
-            argv = ["run", str(scenario), "--out", str(killed), "--quiet"]
-        done = run_cli(*argv)
+    assert len(instants) >= EMBEDDED_KILLS, f"only {len(instants)} kills landed in a chain"
+    assert len(set(instants)) == len(instants)
+    if committed_steps(killed) is None:  # the last kill came before the store existed
+        done = run_cli("run", str(scenario), "--out", str(killed), "--quiet")
+        assert done.returncode == 0, done.stderr
+    elif query(killed, "SELECT value FROM meta WHERE key = 'status'") != [("finished",)]:
+        done = run_cli("resume", str(killed), "--quiet")
         assert done.returncode == 0, done.stderr
     assert_same_store(killed, straight)
+    print(f"embedded: {len(instants)} kills at {[round(t, 2) for t in instants]} s, "
+          f"stores holding {held} steps; loop {loop:.1f} s; resumed identically")  # fmt: skip
