@@ -121,3 +121,27 @@ def drive(gen: Any, replies: list[str]) -> tuple[list[Any], Any]:
     except StopIteration as stop:
         return requests, stop.value
     raise AssertionError(f"generator wants more than {len(replies)} replies")
+
+
+def interrupt_after(data: dict[str, Any], run_dir: Path, cut: int, monkeypatch: Any) -> None:
+    """Start the scenario `data` into `run_dir` and stop it (KeyboardInterrupt) after `cut`
+    committed steps, as a user's Ctrl-C would: the run is left resumable."""
+    import pytest
+
+    import society.runner as runner
+    from society.runner import start_run
+    from society.scenario import resolve
+
+    real = runner.RunStore.commit_round
+    calls = {"n": 0}
+
+    def flaky(self: Any, *a: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == cut + 1:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(runner.RunStore, "commit_round", flaky)
+        with pytest.raises(KeyboardInterrupt):
+            start_run(resolve(data, "s"), run_dir, quiet=True)

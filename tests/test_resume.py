@@ -13,7 +13,15 @@ import pytest
 from society.errors import UserError
 from society.runner import resume_run, start_run
 from society.scenario import resolve
-from tests.helpers import ROOT, assert_same_store, cli_env, run_cli, society_cmd, write_scenario
+from tests.helpers import (
+    ROOT,
+    assert_same_store,
+    cli_env,
+    interrupt_after,
+    run_cli,
+    society_cmd,
+    write_scenario,
+)
 
 
 def big_scenario() -> dict:
@@ -107,21 +115,7 @@ def test_resume_in_process_after_interrupted_loop(tmp_path, monkeypatch):
 def interrupt_resume_compare(data: dict, cut: int, tmp_path: Path, monkeypatch) -> None:
     """Stop a run (KeyboardInterrupt) after `cut` committed steps, resume it, and check
     its store against an uninterrupted run's, row for row."""
-    import society.runner as runner
-
-    real = runner.RunStore.commit_round
-    calls = {"n": 0}
-
-    def flaky(self, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == cut + 1:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(runner.RunStore, "commit_round", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        start_run(resolve(data, "s"), tmp_path / "cut", quiet=True)
-    monkeypatch.setattr(runner.RunStore, "commit_round", real)
+    interrupt_after(data, tmp_path / "cut", cut, monkeypatch)
     assert committed_rounds(tmp_path / "cut") == cut
     resume_run(tmp_path / "cut", quiet=True)
     start_run(resolve(data, "s"), tmp_path / "full", quiet=True)

@@ -21,7 +21,15 @@ import pytest
 from society.runner import start_run
 from society.scenario import resolve
 from society.store import RunLock, StoreError
-from tests.helpers import ROOT, assert_same_store, cli_env, query, run_cli, society_cmd
+from tests.helpers import (
+    ROOT,
+    assert_same_store,
+    cli_env,
+    interrupt_after,
+    query,
+    run_cli,
+    society_cmd,
+)
 
 CLI = ("resume", "show", "analyze")
 
@@ -43,21 +51,7 @@ def scenario(agents: int = 20, rounds: int = 30, name: str = "faults") -> dict:
 
 def stopped_run(run_dir: Path, data: dict, cut: int, monkeypatch) -> Path:
     """A run stopped (KeyboardInterrupt) after `cut` committed steps: resumable."""
-    import society.runner as runner
-
-    real = runner.RunStore.commit_round
-    calls = {"n": 0}
-
-    def flaky(self, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == cut + 1:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    with monkeypatch.context() as m:
-        m.setattr(runner.RunStore, "commit_round", flaky)
-        with pytest.raises(KeyboardInterrupt):
-            start_run(resolve(data, "s"), run_dir, quiet=True)
+    interrupt_after(data, run_dir, cut, monkeypatch)
     assert rounds(run_dir) == cut
     return run_dir
 
