@@ -123,14 +123,18 @@ def drive(gen: Any, replies: list[str]) -> tuple[list[Any], Any]:
     raise AssertionError(f"generator wants more than {len(replies)} replies")
 
 
-def interrupt_after(data: dict[str, Any], run_dir: Path, cut: int, monkeypatch: Any) -> None:
-    """Start the scenario `data` into `run_dir` and stop it (KeyboardInterrupt) after `cut`
-    committed steps, as a user's Ctrl-C would: the run is left resumable."""
+def interrupt_after(
+    data: dict[str, Any], run_dir: Path, cut: int, monkeypatch: Any, start: Any = None
+) -> None:
+    """Start the scenario `data` into `run_dir` (with `start`, default `start_run`) and
+    stop it (KeyboardInterrupt) after `cut` committed steps, as a user's Ctrl-C would:
+    the run is left resumable."""
     import pytest
 
     import society.runner as runner
-    from society.runner import start_run
     from society.scenario import resolve
+
+    start = start or runner.start_run
 
     real = runner.RunStore.commit_round
     calls = {"n": 0}
@@ -144,4 +148,4 @@ def interrupt_after(data: dict[str, Any], run_dir: Path, cut: int, monkeypatch: 
     with monkeypatch.context() as m:
         m.setattr(runner.RunStore, "commit_round", flaky)
         with pytest.raises(KeyboardInterrupt):
-            start_run(resolve(data, "s"), run_dir, quiet=True)
+            start(resolve(data, "s"), run_dir, quiet=True)

@@ -115,7 +115,8 @@ def test_resume_in_process_after_interrupted_loop(tmp_path, monkeypatch):
 def interrupt_resume_compare(data: dict, cut: int, tmp_path: Path, monkeypatch) -> None:
     """Stop a run (KeyboardInterrupt) after `cut` committed steps, resume it, and check
     its store against an uninterrupted run's, row for row."""
-    interrupt_after(data, tmp_path / "cut", cut, monkeypatch)
+    # This module's start_run: callers may patch it (e.g. to give the run a backend).
+    interrupt_after(data, tmp_path / "cut", cut, monkeypatch, start=start_run)
     assert committed_rounds(tmp_path / "cut") == cut
     resume_run(tmp_path / "cut", quiet=True)
     start_run(resolve(data, "s"), tmp_path / "full", quiet=True)
