@@ -189,6 +189,14 @@ _INSERT_STEP = _insert_sql("rounds", ROUND_COLS)
 _LAST, _BUT_LAST = itemgetter(-1), itemgetter(slice(None, -1))  # at C speed, per row
 
 
+_SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+
+
+def _meta_rows(**items: Any) -> list[tuple[str, str]]:
+    """Meta rows: values as text, non-strings as JSON."""
+    return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in items.items()]
+
+
 class RunStore:
     """Read/write access to one run's SQLite database.
 
@@ -214,9 +222,9 @@ class RunStore:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no run store here")
-        if create and not self.path.exists():
+        fresh = create and not self.path.exists()
+        if fresh:
             self._create(meta or {})
-            meta = None
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None)
             if not create:
@@ -226,7 +234,7 @@ class RunStore:
             # only an OS crash or power loss may drop the last few commits (never corrupt).
             # FULL would fsync every round and dominate the cost of fast scripted runs.
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            if create:
+            if create and not fresh:  # a fresh store has its schema and meta already
                 self.conn.executescript(SCHEMA)
                 self.set_meta(format_version=FORMAT_VERSION, **(meta or {}))
         except sqlite3.Error as exc:
@@ -244,13 +252,9 @@ class RunStore:
                 # One transaction, no syncs: the file is not the store until it is renamed.
                 conn.execute("PRAGMA synchronous=OFF")
                 conn.executescript(f"BEGIN;\n{SCHEMA}\nCOMMIT;")
-                items = {"format_version": FORMAT_VERSION, **meta}
                 with conn:
                     conn.execute("BEGIN")
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                        [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in items.items()],
-                    )
+                    conn.executemany(_SET_META, _meta_rows(format_version=FORMAT_VERSION, **meta))
             finally:
                 conn.close()
             os.replace(tmp, self.path)
@@ -297,9 +301,8 @@ class RunStore:
     # -- metadata -------------------------------------------------------------
     def set_meta(self, **items: Any) -> None:
         """Set metadata keys (values stored as text; non-strings as JSON)."""
-        rows = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in items.items()]
         with self.conn:
-            self.conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
+            self.conn.executemany(_SET_META, _meta_rows(**items))
 
     def meta(self) -> dict[str, str]:
         """All metadata as text."""
