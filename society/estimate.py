@@ -435,10 +435,16 @@ def estimate(scenario: Scenario, engine: Engine | None = None) -> Estimate:
     )  # fmt: skip
 
 
-def _refusal(scenario: Scenario, est: Estimate, over: list[str]) -> UserError:
+#: How to go ahead with a run refused for its size (`society run` and the Python door).
+GO_AHEAD = "Pass --allow-large (allow_large=True) to go ahead, or raise run.limits"
+
+
+def _refusal(
+    scenario: Scenario, est: Estimate, over: list[str], go_ahead: str = GO_AHEAD
+) -> UserError:
     return UserError(
         f"{scenario.name}: too large to run ({'; '.join(over)}); estimate: {est.summary()}. "
-        "Pass --allow-large (allow_large=True) to go ahead, or raise run.limits"
+        + go_ahead
     )
 
 
@@ -465,11 +471,13 @@ def preflight(
     allow_large: bool = False,
     run_dir: str | Path | None = None,
     build: Callable[[Scenario], Engine] | None = None,
+    go_ahead: str = GO_AHEAD,
 ) -> tuple[Engine, Estimate]:
     """Before any file exists: bound the run from its population, build its engine
     (which checks the game's options), estimate it, refuse it when too large.
 
-    ``build`` makes the engine (default: the generic `Engine`). Any failure is a one-line
+    ``build`` makes the engine (default: the generic `Engine`); ``go_ahead`` ends a
+    refusal (how the caller's user goes ahead). Any failure is a one-line
     UserError: an unexpected exception while building from the
     scenario is reported as such (with its type), never as a traceback.
     """
@@ -479,7 +487,7 @@ def preflight(
     pre = _pre_bound(scenario)
     over = [o for o in pre.over(lim) if not o.startswith("time")]
     if over and not allow_large:  # an engine this large could not even be built
-        raise _refusal(scenario, pre, over)
+        raise _refusal(scenario, pre, over, go_ahead)
     try:
         engine = (build or Engine)(scenario)
         est = estimate(scenario, engine)
@@ -494,7 +502,7 @@ def preflight(
     if not allow_large:
         over = est.over(lim)
         if over:
-            raise _refusal(scenario, est, over)
+            raise _refusal(scenario, est, over, go_ahead)
     return engine, est
 
 

@@ -68,6 +68,8 @@ INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
 SWEEP_COPY = "sweep.yaml"
 PREFIX_DIR = "prefix"
+# `society sweep` has no --allow-large: a point's limits are raised in the sweep's set:.
+_GO_AHEAD = "Raise run.limits in the sweep's set: to go ahead"
 MAX_POINTS = 10_000  # a grid larger than this is a typo, not an experiment (each is checked)
 
 
@@ -207,7 +209,7 @@ def load_sweep_file(path: str | Path) -> Sweep:
     except UserError as exc:
         raise UserError(f"{path}: set: {exc}") from None
     if spec.fork_at is not None:  # past the base run's end: refused before its prefix is played
-        _, est = preflight(base)
+        _, est = preflight(base, go_ahead=_GO_AHEAD)
         if est.steps_known and spec.fork_at >= est.steps:
             raise UserError(
                 f"{path}: fork_at: {spec.fork_at}: the base run has {est.steps} steps "
@@ -218,7 +220,7 @@ def load_sweep_file(path: str | Path) -> Sweep:
         try:
             scenario = resolve(raw, str(scenario_path), point.overrides(spec.set))
             # Sized before any point runs: a point too large is refused here, not mid-sweep.
-            preflight(scenario, build=make_engine)
+            preflight(scenario, build=make_engine, go_ahead=_GO_AHEAD)
         except UserError as exc:
             raise UserError(f"{path}: point {point.id} ({_describe(point)}): {exc}") from None
         if spec.fork_at is not None:

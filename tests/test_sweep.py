@@ -64,6 +64,8 @@ def test_shipped_sweep_loads():
         ("name: x\n", "no points"),
         ("grid: {seed: [1]}\nworkers: 3\n", "workers: unknown field"),
         ("grid: {game.rounds: [0]}\n", "game.rounds"),
+        # A point too large: the way to go ahead that `society sweep` has (no --allow-large).
+        ("grid: {game.rounds: [1000000000]}\n", "Raise run.limits in the sweep's set:"),
     ],
 )
 def test_bad_sweep_files(tmp_path: Path, capsys, body: str, needle: str):
